@@ -1,0 +1,303 @@
+//! One function per subcommand: load and check input, then do the work, then print.
+
+use crate::artifacts::{create_run_dir, write_atomic, write_json, RunPaths};
+use crate::cli::{Cli, Command};
+use crate::data::dataset::{self, Splits};
+use crate::data::Vocab;
+use crate::eval::{self, EvalReport};
+use crate::runs::{self, Summary};
+use crate::spec::{self, Resolved, Spec};
+use crate::train::{self, checkpoint};
+use crate::{backend, logging};
+use anyhow::{Context, Result};
+use burn::module::Module;
+use burn::prelude::Device;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tracing::info;
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { spec, overrides } => run_spec(&spec, &overrides).map(|_| ()),
+        Command::Data {
+            spec,
+            overrides,
+            out,
+        } => data(&spec, &overrides, out),
+        Command::Eval {
+            run_dir,
+            data,
+            samples,
+            seed,
+            skip_invalid,
+            json,
+            report,
+            checkpoint,
+        } => evaluate(&EvalArgs {
+            run_dir,
+            data,
+            samples,
+            seed,
+            skip_invalid,
+            json,
+            report,
+            checkpoint,
+        }),
+        Command::Predict {
+            run_dir,
+            prefix,
+            checkpoint,
+        } => predict(&run_dir, &prefix, &checkpoint),
+        Command::Ls { dir } => {
+            print!("{}", runs::format_list(&runs::list(&dir)?));
+            Ok(())
+        }
+    }
+}
+
+/// Everything that can be checked before a file is written: the spec, the dataset size,
+/// and the device this build supports.
+fn prepare(arg: &str, overrides: &[String]) -> Result<(Resolved, Device)> {
+    let resolved = spec::load(arg, overrides)?;
+    let origin = resolved.path.display().to_string();
+    dataset::check_capacity(&resolved.spec, &origin)?;
+    let device = backend::device(&resolved.spec.experiment.device).map_err(|mut e| {
+        e.origin = origin.clone();
+        e
+    })?;
+    Ok((resolved, device))
+}
+
+/// `runner run`: returns the run directory.
+pub fn run_spec(arg: &str, overrides: &[String]) -> Result<PathBuf> {
+    let started = Instant::now();
+    let (resolved, device) = prepare(arg, overrides)?;
+    let spec = &resolved.spec;
+    backend::set_threads(spec.experiment.threads);
+    let root = create_run_dir(Path::new(&spec.experiment.out_dir), &spec.experiment.name)?;
+    let run = RunPaths::new(&root);
+    write_atomic(&run.resolved(), spec.to_toml().as_bytes())?;
+    logging::log_to_file(&run.log())
+        .with_context(|| format!("opening '{}'", run.log().display()))?;
+    info!(
+        spec = %resolved.path.display(),
+        run_dir = %root.display(),
+        arch = spec.model.arch.name(),
+        budget = %spec.train.budget,
+        "run"
+    );
+    for o in &resolved.overrides {
+        info!(override_ = %o, "override");
+    }
+
+    let vocab = dataset::vocab(spec);
+    let splits = dataset::build_splits(spec, &vocab)?;
+    dataset::save(&run.dataset(), &splits, &vocab)?;
+    info!(
+        train = splits.train.len(),
+        val = splits.val.len(),
+        test = splits.test.len(),
+        "dataset"
+    );
+
+    let train_device = device.clone().autodiff();
+    let report = train::fit(spec, &vocab, &splits, &train_device, &run, started)?;
+    let params = report
+        .best_model
+        .as_ref()
+        .map(|m| m.num_params())
+        .unwrap_or_else(|| {
+            crate::model::Model::init(&spec.model, vocab.size(), &device).num_params()
+        });
+    let test = match &report.best_model {
+        Some(model) => Some(final_test(model, spec, &vocab, &splits, &device, &run)?),
+        None => None,
+    };
+    let summary = Summary {
+        name: spec.experiment.name.clone(),
+        run_id: root
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        arch: spec.model.arch.name().into(),
+        status: report.status,
+        stop_reason: report.stop_reason.clone(),
+        best_val_exact: report.best.as_ref().map(|b| b.val_exact),
+        best_step: report.best.as_ref().map(|b| b.step),
+        test_exact: test.as_ref().map(|t| t.exact_match),
+        test_correct: test.as_ref().map(|t| t.correct),
+        test_total: splits.test.len(),
+        steps: report.steps,
+        epochs: report.epochs,
+        samples: report.samples,
+        wall_s: started.elapsed().as_secs_f64(),
+        train_s: report.train_s,
+        samples_per_s: report.samples as f64 / report.train_s.max(1e-9),
+        params,
+        backend: backend::describe(&spec.experiment.device),
+        threads: spec.experiment.threads,
+    };
+    write_json(&run.summary(), &summary)?;
+    info!(
+        status = ?summary.status,
+        best_val_exact = ?summary.best_val_exact,
+        test_exact = ?summary.test_exact,
+        steps = summary.steps,
+        wall_s = format!("{:.1}", summary.wall_s),
+        "done"
+    );
+    println!("run directory: {}", root.display());
+    println!(
+        "status: {} ({}), steps {}, {:.0} samples/s, wall {:.1}s",
+        serde_json::to_value(summary.status)?
+            .as_str()
+            .unwrap_or("?"),
+        summary.stop_reason,
+        summary.steps,
+        summary.samples_per_s,
+        summary.wall_s
+    );
+    if let Some(t) = &test {
+        println!("test {}", t.headline());
+    }
+    Ok(root)
+}
+
+/// Greedy decoding of the test split with the best model; writes eval.csv and report.txt.
+fn final_test(
+    model: &crate::model::Model,
+    spec: &Spec,
+    vocab: &Vocab,
+    splits: &Splits,
+    device: &Device,
+    run: &RunPaths,
+) -> Result<EvalReport> {
+    let model = model.clone().to_device(device);
+    let predictions = eval::predict(&model, &splits.test, vocab, spec.max_answer_len(), device);
+    let report = EvalReport::from_predictions(&predictions);
+    eval::write_outputs(&run.root, &predictions, &report)?;
+    Ok(report)
+}
+
+/// `runner data`: generate and save the dataset only.
+fn data(arg: &str, overrides: &[String], out: Option<PathBuf>) -> Result<()> {
+    let (resolved, _) = prepare(arg, overrides)?;
+    let spec = &resolved.spec;
+    let dir = out.unwrap_or_else(|| {
+        Path::new(&spec.experiment.out_dir)
+            .join(&spec.experiment.name)
+            .join("data")
+    });
+    let vocab = dataset::vocab(spec);
+    let splits = dataset::build_splits(spec, &vocab)?;
+    dataset::save(&dir, &splits, &vocab)?;
+    write_atomic(&dir.join("resolved.toml"), spec.to_toml().as_bytes())?;
+    println!(
+        "wrote {} train, {} val, {} test examples to {}",
+        splits.train.len(),
+        splits.val.len(),
+        splits.test.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+struct EvalArgs {
+    run_dir: PathBuf,
+    data: Option<PathBuf>,
+    samples: Option<usize>,
+    seed: Option<u64>,
+    skip_invalid: bool,
+    json: bool,
+    report: Option<PathBuf>,
+    checkpoint: String,
+}
+
+/// Loads a run's checkpoint on the CPU backend.
+fn load_run(run_dir: &Path, which: &str) -> Result<(checkpoint::Loaded, Device)> {
+    if !run_dir.is_dir() {
+        anyhow::bail!("run directory '{}' does not exist", run_dir.display());
+    }
+    let dir = checkpoint::find(&RunPaths::new(run_dir).checkpoints(), which)?;
+    let device = Device::flex();
+    let loaded = checkpoint::load(&dir, &device)?;
+    Ok((loaded, device))
+}
+
+/// Seed for fresh evaluation examples: never the one that drew the run's splits.
+fn fresh_seed(spec: &Spec) -> u64 {
+    spec.experiment.seed.wrapping_add(0x9E37_79B9_7F4A_7C15)
+}
+
+fn evaluate(args: &EvalArgs) -> Result<()> {
+    let (loaded, device) = load_run(&args.run_dir, &args.checkpoint)?;
+    let spec = &loaded.spec;
+    let vocab = dataset::vocab(spec);
+    let (examples, skipped) = match &args.data {
+        Some(path) => {
+            let l = dataset::load_jsonl(path, &vocab, args.skip_invalid)?;
+            (l.examples, l.skipped)
+        }
+        None => {
+            let n = args.samples.unwrap_or(spec.eval.samples);
+            let seed = args.seed.unwrap_or_else(|| fresh_seed(spec));
+            (dataset::fresh(spec, &vocab, n, seed), Vec::new())
+        }
+    };
+    for bad in &skipped {
+        tracing::warn!("skipped {bad}");
+    }
+    let max_answer_len = examples
+        .iter()
+        .map(|e| e.answer.len() + 1)
+        .max()
+        .unwrap_or(0)
+        .max(spec.max_answer_len());
+    let started = Instant::now();
+    let predictions = eval::predict(&loaded.model, &examples, &vocab, max_answer_len, &device);
+    let seconds = started.elapsed().as_secs_f64();
+    let report = EvalReport::from_predictions(&predictions);
+    if let Some(dir) = &args.report {
+        eval::write_outputs(dir, &predictions, &report)?;
+    }
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["skipped"] = skipped.len().into();
+        value["checkpoint_step"] = loaded.state.step.into();
+        value["seconds"] = seconds.into();
+        println!("{}", serde_json::to_string(&value)?);
+    } else {
+        print!("{}", report.table());
+        if !skipped.is_empty() {
+            println!("skipped {} invalid lines", skipped.len());
+        }
+        println!("{}", report.headline());
+    }
+    Ok(())
+}
+
+fn predict(run_dir: &Path, prefix: &str, which: &str) -> Result<()> {
+    let (loaded, device) = load_run(run_dir, which)?;
+    let vocab = dataset::vocab(&loaded.spec);
+    let ids = vocab
+        .encode(prefix)
+        .with_context(|| format!("prefix '{prefix}'"))?;
+    let example = crate::data::Example {
+        prefix: ids,
+        answer: Vec::new(),
+    };
+    let max_new = loaded.spec.max_answer_len().max(example.prefix.len() + 1);
+    let decoded = loaded
+        .model
+        .generate(&[example.prompt(&vocab)], max_new, vocab.end(), &device);
+    let written = vocab.decode(&decoded[0].tokens);
+    println!("{written}");
+    match crate::data::task::closing(&vocab, &example.prefix) {
+        Ok(answer) if vocab.decode(&answer) != written || !decoded[0].ended => {
+            eprintln!("note: the correct closing is '{}'", vocab.decode(&answer));
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("note: '{prefix}' is not a valid open prefix ({e})"),
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! The only place that names a backend: `experiment.device` to a burn `Device`, each behind
+//! its cargo feature, and the CPU thread pool.
+
+use crate::spec::SpecError;
+use burn::prelude::Device;
+
+/// The device for a spec's `experiment.device`, or an error saying which feature to build.
+pub fn device(name: &str) -> Result<Device, SpecError> {
+    let missing =
+        |feature: &str| {
+            SpecError::new(
+                "",
+                Some("experiment.device"),
+                format!(
+                "'{name}' needs a build with `--features {feature}` (e.g. `cargo run --release \
+                 --features {feature} -- run ...`); this build has \"cpu\"{}",
+                if cfg!(feature = "ndarray") { " and \"ndarray\"" } else { "" }
+            ),
+            )
+        };
+    match name {
+        "cpu" => Ok(Device::flex()),
+        "ndarray" => ndarray().ok_or_else(|| missing("ndarray")),
+        other => {
+            let index = match other {
+                "cuda" => 0,
+                _ => other
+                    .strip_prefix("cuda:")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        SpecError::new(
+                            "",
+                            Some("experiment.device"),
+                            format!("unknown device '{other}'"),
+                        )
+                    })?,
+            };
+            cuda(index).ok_or_else(|| missing("cuda"))
+        }
+    }
+}
+
+#[cfg(feature = "ndarray")]
+#[allow(deprecated)] // burn-ndarray is deprecated upstream; kept selectable for comparison.
+fn ndarray() -> Option<Device> {
+    Some(Device::ndarray())
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn ndarray() -> Option<Device> {
+    None
+}
+
+#[cfg(feature = "cuda")]
+fn cuda(index: usize) -> Option<Device> {
+    Some(Device::cuda(index))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(_index: usize) -> Option<Device> {
+    None
+}
+
+/// Sizes rayon's global pool, which the CPU backends use. Only the first call in a process
+/// takes effect; later calls (tests running several trainings) keep that pool.
+pub fn set_threads(threads: usize) {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
+}
+
+/// A short backend name for summaries.
+pub fn describe(name: &str) -> String {
+    match name {
+        "cpu" => "flex (cpu)".into(),
+        other => other.into(),
+    }
+}

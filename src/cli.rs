@@ -1,0 +1,72 @@
+//! Command-line interface (clap derive). Parsing only; `app` does the work.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runner",
+    version,
+    about = "Train and evaluate bracket-closing language models"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train one model from a spec within its time budget.
+    Run {
+        /// Spec file, or a bare config name such as `gru_1min` (looked up in configs/).
+        spec: String,
+        /// Overrides as key.path=value, e.g. train.lr=3e-3 model.arch=lstm.
+        overrides: Vec<String>,
+    },
+    /// Only generate the dataset of a spec and save it.
+    Data {
+        spec: String,
+        overrides: Vec<String>,
+        /// Directory to write into (default: <out_dir>/<name>/data).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Score a run's best checkpoint on fresh examples or a JSONL file.
+    Eval {
+        run_dir: PathBuf,
+        /// JSONL file of {"input": ..., "output": ...} lines.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Number of fresh examples when no --data is given (default: the spec's eval.samples).
+        #[arg(long)]
+        samples: Option<usize>,
+        /// Seed for fresh examples (default: derived from the run's seed, unlike its splits).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Skip invalid lines of --data (counted) instead of failing.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also write eval.csv and report.txt into this directory.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Which checkpoint: best or last.
+        #[arg(long, default_value = "best", value_parser = ["best", "last"])]
+        checkpoint: String,
+    },
+    /// Print the predicted closing sequence for a prefix.
+    Predict {
+        run_dir: PathBuf,
+        prefix: String,
+        #[arg(long, default_value = "best", value_parser = ["best", "last"])]
+        checkpoint: String,
+    },
+    /// List runs, newest first.
+    Ls {
+        /// Experiments directory.
+        #[arg(default_value = "experiments")]
+        dir: PathBuf,
+    },
+}

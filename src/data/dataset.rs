@@ -1,0 +1,276 @@
+//! Datasets on disk: the three splits built from a spec, saved in the origin project's forms
+//! (strings, token ids, padded ids) and as JSONL; and JSONL eval files read back, checked
+//! line by line.
+
+use super::task::{closing, count_prefixes, draw_distinct, Example, Generator, TaskParams};
+use super::vocab::Vocab;
+use crate::artifacts::{write_atomic, write_json};
+use crate::spec::{Spec, SpecError};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::Path;
+
+/// Train, validation and test examples; no prefix appears in two of them.
+#[derive(Debug, Clone)]
+pub struct Splits {
+    pub train: Vec<Example>,
+    pub val: Vec<Example>,
+    pub test: Vec<Example>,
+}
+
+pub fn vocab(spec: &Spec) -> Vocab {
+    Vocab::new(&spec.pairs())
+}
+
+pub fn params(spec: &Spec) -> TaskParams {
+    TaskParams {
+        n_pairs: spec.data.pairs.len(),
+        min_len: spec.data.min_len,
+        max_len: spec.data.max_len,
+        max_depth: spec.data.max_depth,
+    }
+}
+
+/// Refuses, before any work, a dataset larger than the number of distinct prefixes.
+pub fn check_capacity(spec: &Spec, origin: &str) -> Result<(), SpecError> {
+    let d = &spec.data;
+    let wanted = d.train_samples + d.val_samples + d.test_samples;
+    let available = count_prefixes(params(spec));
+    // Rejection sampling slows down badly near the limit; ask for headroom.
+    if (wanted as f64) > 0.8 * available {
+        return Err(SpecError::new(
+            origin,
+            Some("data.train_samples"),
+            format!(
+                "train + val + test = {wanted} samples, but these pairs, lengths and depth allow \
+                 only {available} distinct prefixes (at most 80% can be drawn); ask for fewer \
+                 samples or widen data.max_len / data.max_depth"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Draws the splits from the experiment seed. Validation and test are drawn first so that
+/// they follow the task distribution exactly; train takes what is left.
+pub fn build_splits(spec: &Spec, vocab: &Vocab) -> Result<Splits> {
+    let mut generator = Generator::new(params(spec), spec.experiment.seed);
+    let mut seen = HashSet::new();
+    let mut draw = |n: usize, split: &str| {
+        draw_distinct(&mut generator, vocab, n, &mut seen)
+            .map_err(|e| anyhow::anyhow!("drawing the {split} split: {e}"))
+    };
+    let val = draw(spec.data.val_samples, "val")?;
+    let test = draw(spec.data.test_samples, "test")?;
+    let train = draw(spec.data.train_samples, "train")?;
+    Ok(Splits { train, val, test })
+}
+
+/// `n` fresh examples from the spec's distribution (not deduplicated against anything).
+pub fn fresh(spec: &Spec, vocab: &Vocab, n: usize, seed: u64) -> Vec<Example> {
+    let mut generator = Generator::new(params(spec), seed);
+    (0..n).map(|_| generator.sample(vocab)).collect()
+}
+
+/// One line of a JSONL file: `{"input": "【{(", "output": ")}】"}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlRow {
+    pub input: String,
+    pub output: String,
+}
+
+impl JsonlRow {
+    pub fn from_example(e: &Example, vocab: &Vocab) -> Self {
+        Self {
+            input: vocab.decode(&e.prefix),
+            output: vocab.decode(&e.answer),
+        }
+    }
+}
+
+/// Saves the splits under `dir` in every form the origin project used, plus JSONL.
+pub fn save(dir: &Path, splits: &Splits, vocab: &Vocab) -> Result<()> {
+    let pad_to = [&splits.train, &splits.val, &splits.test]
+        .iter()
+        .flat_map(|s| s.iter())
+        .map(|e| e.record(vocab).len())
+        .max()
+        .unwrap_or(0);
+    for (name, examples) in [
+        ("train", &splits.train),
+        ("val", &splits.val),
+        ("test", &splits.test),
+    ] {
+        let strings: Vec<String> = examples
+            .iter()
+            .map(|e| {
+                format!(
+                    "input:{},output:{}",
+                    vocab.decode(&e.prefix),
+                    vocab.decode(&e.answer)
+                )
+            })
+            .collect();
+        write_json(&dir.join("original").join(format!("{name}.json")), &strings)?;
+        let records: Vec<Vec<u32>> = examples.iter().map(|e| e.record(vocab)).collect();
+        write_json(
+            &dir.join("tokenized").join(format!("{name}.json")),
+            &records,
+        )?;
+        let padded: Vec<Vec<u32>> = records
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.resize(pad_to, super::vocab::PAD);
+                r
+            })
+            .collect();
+        write_json(&dir.join("padded").join(format!("{name}.json")), &padded)?;
+        write_jsonl(&dir.join(format!("{name}.jsonl")), examples, vocab)?;
+    }
+    Ok(())
+}
+
+pub fn write_jsonl(path: &Path, examples: &[Example], vocab: &Vocab) -> Result<()> {
+    let mut text = String::new();
+    for e in examples {
+        text.push_str(&serde_json::to_string(&JsonlRow::from_example(e, vocab))?);
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+/// A JSONL line that cannot be scored, with its 1-based line number.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct BadLine {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+/// Examples read from a JSONL file, and how many invalid lines were skipped.
+pub struct Loaded {
+    pub examples: Vec<Example>,
+    pub skipped: Vec<BadLine>,
+}
+
+/// Reads and checks an eval file. Every line must be a valid open prefix over the run's
+/// brackets with its correct closing; otherwise the first bad line is an error, or, with
+/// `skip_invalid`, bad lines are counted and skipped.
+pub fn load_jsonl(path: &Path, vocab: &Vocab, skip_invalid: bool) -> Result<Loaded> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading eval data '{}'", path.display()))?;
+    let file = path.display().to_string();
+    let mut loaded = Loaded {
+        examples: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_line(line, vocab) {
+            Ok(example) => loaded.examples.push(example),
+            Err(message) => {
+                let bad = BadLine {
+                    file: file.clone(),
+                    line: index + 1,
+                    message,
+                };
+                if !skip_invalid {
+                    return Err(anyhow::Error::new(bad)
+                        .context("invalid eval data (use --skip-invalid to skip such lines)"));
+                }
+                loaded.skipped.push(bad);
+            }
+        }
+    }
+    if loaded.examples.is_empty() {
+        anyhow::bail!("'{file}' holds no valid examples");
+    }
+    Ok(loaded)
+}
+
+fn parse_line(line: &str, vocab: &Vocab) -> Result<Example, String> {
+    let row: JsonlRow = serde_json::from_str(line)
+        .map_err(|e| format!("not a JSON object {{\"input\": ..., \"output\": ...}}: {e}"))?;
+    let prefix = vocab
+        .encode(&row.input)
+        .map_err(|e| format!("input: {e}"))?;
+    let answer = closing(vocab, &prefix).map_err(|e| format!("input '{}': {e}", row.input))?;
+    let expected = vocab
+        .encode(&row.output)
+        .map_err(|e| format!("output: {e}"))?;
+    if expected != answer {
+        return Err(format!(
+            "output '{}' is not the closing of '{}' (that is '{}')",
+            row.output,
+            row.input,
+            vocab.decode(&answer)
+        ));
+    }
+    Ok(Example { prefix, answer })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small_spec() -> Spec {
+        let mut spec = Spec::default();
+        spec.data.train_samples = 300;
+        spec.data.val_samples = 50;
+        spec.data.test_samples = 50;
+        spec
+    }
+
+    #[test]
+    fn splits_are_disjoint_and_deterministic() {
+        let spec = small_spec();
+        let v = vocab(&spec);
+        let a = build_splits(&spec, &v).unwrap();
+        let b = build_splits(&spec, &v).unwrap();
+        assert_eq!(a.train, b.train);
+        let mut all = HashSet::new();
+        for e in a.train.iter().chain(&a.val).chain(&a.test) {
+            assert!(
+                all.insert(e.prefix.clone()),
+                "prefix repeated across splits"
+            );
+        }
+        assert_eq!(all.len(), 400);
+    }
+
+    #[test]
+    fn capacity_check_names_the_key() {
+        let mut spec = small_spec();
+        spec.data.max_len = 3;
+        let err = check_capacity(&spec, "s.toml").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("data.train_samples"));
+    }
+
+    #[test]
+    fn jsonl_round_trip_and_line_errors() {
+        let spec = small_spec();
+        let v = vocab(&spec);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        let examples = fresh(&spec, &v, 20, 1);
+        write_jsonl(&path, &examples, &v).unwrap();
+        assert_eq!(load_jsonl(&path, &v, false).unwrap().examples, examples);
+
+        let bad =
+            "{\"input\": \"((\", \"output\": \"))\"}\n{\"input\": \"([\", \"output\": \"])\"}\n\
+                   {\"input\": \"(\", \"output\": \"}\"}\n{\"input\": \"()\", \"output\": \"\"}\n";
+        std::fs::write(&path, bad).unwrap();
+        let err = format!("{:#}", load_jsonl(&path, &v, false).err().unwrap());
+        assert!(err.contains("x.jsonl:2") && err.contains("'['"), "{err}");
+        let loaded = load_jsonl(&path, &v, true).unwrap();
+        assert_eq!(loaded.examples.len(), 1);
+        let lines: Vec<usize> = loaded.skipped.iter().map(|b| b.line).collect();
+        assert_eq!(lines, vec![2, 3, 4]);
+    }
+}

@@ -1,0 +1,317 @@
+//! The task, as pure functions of a seed: random open prefixes and their closing sequences.
+//!
+//! A prefix is a random walk of opens and closes over the bracket pairs, of length in
+//! [min_len, max_len], never deeper than max_depth, ending with at least one opener unclosed.
+//! Its answer is the closers of the unclosed openers, innermost first.
+
+use super::vocab::Vocab;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashSet;
+
+/// The shape of the task's prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskParams {
+    pub n_pairs: usize,
+    pub min_len: usize,
+    pub max_len: usize,
+    pub max_depth: usize,
+}
+
+/// One example, as token ids. `answer` holds the closers only; the record adds the final `,`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Example {
+    pub prefix: Vec<u32>,
+    pub answer: Vec<u32>,
+}
+
+impl Example {
+    /// `input` + prefix + `,output` + closers + `,`.
+    pub fn record(&self, vocab: &Vocab) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(self.prefix.len() + self.answer.len() + 3);
+        ids.extend(self.prompt(vocab));
+        ids.extend(&self.answer);
+        ids.push(vocab.end());
+        ids
+    }
+
+    /// `input` + prefix + `,output`: what the model is given.
+    pub fn prompt(&self, vocab: &Vocab) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(self.prefix.len() + 2);
+        ids.push(vocab.input());
+        ids.extend(&self.prefix);
+        ids.push(vocab.output());
+        ids
+    }
+
+    /// Deepest nesting reached anywhere in the prefix.
+    pub fn max_nesting(&self, vocab: &Vocab) -> usize {
+        let (mut depth, mut deepest) = (0usize, 0usize);
+        for &id in &self.prefix {
+            if vocab.is_opener(id) {
+                depth += 1;
+                deepest = deepest.max(depth);
+            } else {
+                depth = depth.saturating_sub(1);
+            }
+        }
+        deepest
+    }
+}
+
+/// Why a string is not a valid open prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    #[error("closer at position {position} does not match an open bracket")]
+    Unmatched { position: usize },
+    #[error("every bracket is already closed: nothing to complete")]
+    NothingOpen,
+}
+
+/// The closing sequence of a prefix, innermost first.
+pub fn closing(vocab: &Vocab, prefix: &[u32]) -> Result<Vec<u32>, PrefixError> {
+    let mut stack = Vec::new();
+    for (position, &id) in prefix.iter().enumerate() {
+        if vocab.is_opener(id) {
+            stack.push(id);
+        } else if stack.pop().map(|o| vocab.closer_of(o)) != Some(id) {
+            return Err(PrefixError::Unmatched { position });
+        }
+    }
+    if stack.is_empty() {
+        return Err(PrefixError::NothingOpen);
+    }
+    Ok(stack.iter().rev().map(|&o| vocab.closer_of(o)).collect())
+}
+
+/// Can a walk at `depth` with `remaining` steps still end at a depth in [1, max_depth]?
+fn feasible(depth: usize, remaining: usize, max_depth: usize) -> bool {
+    let parity = (depth + remaining) % 2;
+    let mut lo = depth.saturating_sub(remaining).max(1);
+    let hi = (depth + remaining).min(max_depth);
+    if lo % 2 != parity {
+        lo += 1;
+    }
+    lo <= hi
+}
+
+/// Draws examples from the task's distribution.
+pub struct Generator {
+    params: TaskParams,
+    lengths: Vec<usize>,
+    rng: ChaCha8Rng,
+}
+
+impl Generator {
+    pub fn new(params: TaskParams, seed: u64) -> Self {
+        let lengths = (params.min_len..=params.max_len)
+            .filter(|&len| feasible(0, len, params.max_depth))
+            .collect();
+        Self {
+            params,
+            lengths,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    pub fn sample(&mut self, vocab: &Vocab) -> Example {
+        let max_depth = self.params.max_depth;
+        let len = self.lengths[self.rng.gen_range(0..self.lengths.len())];
+        let mut stack: Vec<u32> = Vec::with_capacity(max_depth);
+        let mut prefix = Vec::with_capacity(len);
+        for step in 0..len {
+            let remaining = len - step - 1;
+            let depth = stack.len();
+            let can_open = depth < max_depth && feasible(depth + 1, remaining, max_depth);
+            let can_close = depth > 0 && feasible(depth - 1, remaining, max_depth);
+            let open = can_open && (!can_close || self.rng.gen_bool(0.5));
+            if open {
+                let opener = vocab.opener(self.rng.gen_range(0..self.params.n_pairs));
+                stack.push(opener);
+                prefix.push(opener);
+            } else {
+                let opener = stack
+                    .pop()
+                    .expect("feasible() allows a close only above depth 0");
+                prefix.push(vocab.closer_of(opener));
+            }
+        }
+        let answer = stack.iter().rev().map(|&o| vocab.closer_of(o)).collect();
+        Example { prefix, answer }
+    }
+}
+
+/// Number of distinct prefixes the params allow (as f64: it overflows integers quickly).
+pub fn count_prefixes(params: TaskParams) -> f64 {
+    let k = params.n_pairs as f64;
+    let mut ways = vec![0.0f64; params.max_depth + 1];
+    ways[0] = 1.0;
+    let mut total = 0.0;
+    for len in 1..=params.max_len {
+        let mut next = vec![0.0f64; params.max_depth + 1];
+        for (depth, &w) in ways.iter().enumerate() {
+            if depth < params.max_depth {
+                next[depth + 1] += w * k;
+            }
+            if depth > 0 {
+                next[depth - 1] += w;
+            }
+        }
+        ways = next;
+        if len >= params.min_len {
+            total += ways[1..].iter().sum::<f64>();
+        }
+    }
+    total
+}
+
+/// Draws `n` examples whose prefixes are new to `seen` (and adds them), or says why it can't.
+pub fn draw_distinct(
+    generator: &mut Generator,
+    vocab: &Vocab,
+    n: usize,
+    seen: &mut HashSet<Vec<u32>>,
+) -> Result<Vec<Example>, String> {
+    let max_attempts = 50 * n + 10_000;
+    let mut out = Vec::with_capacity(n);
+    let mut attempts = 0;
+    while out.len() < n {
+        if attempts == max_attempts {
+            return Err(format!(
+                "found only {} distinct prefixes of {n} requested after {attempts} draws",
+                out.len()
+            ));
+        }
+        attempts += 1;
+        let example = generator.sample(vocab);
+        if seen.insert(example.prefix.clone()) {
+            out.push(example);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocab() -> Vocab {
+        Vocab::new(&[('(', ')'), ('【', '】'), ('{', '}')])
+    }
+
+    fn params() -> TaskParams {
+        TaskParams {
+            n_pairs: 3,
+            min_len: 2,
+            max_len: 20,
+            max_depth: 6,
+        }
+    }
+
+    #[test]
+    fn every_example_plus_its_answer_is_balanced_and_within_bounds() {
+        let v = vocab();
+        for (seed, p) in [
+            (1, params()),
+            (
+                2,
+                TaskParams {
+                    max_depth: 1,
+                    min_len: 1,
+                    max_len: 9,
+                    n_pairs: 1,
+                },
+            ),
+            (
+                3,
+                TaskParams {
+                    max_depth: 30,
+                    min_len: 50,
+                    max_len: 100,
+                    n_pairs: 4,
+                },
+            ),
+        ] {
+            let v = if p.n_pairs == 3 {
+                v.clone()
+            } else {
+                Vocab::new(&[('(', ')'), ('[', ']'), ('{', '}'), ('<', '>')][..p.n_pairs])
+            };
+            let mut g = Generator::new(p, seed);
+            for _ in 0..2000 {
+                let e = g.sample(&v);
+                assert!((p.min_len..=p.max_len).contains(&e.prefix.len()), "{e:?}");
+                assert!(e.max_nesting(&v) <= p.max_depth, "{e:?}");
+                assert!(!e.answer.is_empty());
+                assert_eq!(closing(&v, &e.prefix), Ok(e.answer.clone()));
+                let mut whole = e.prefix.clone();
+                whole.extend(&e.answer);
+                assert_eq!(closing(&v, &whole), Err(PrefixError::NothingOpen));
+            }
+        }
+    }
+
+    #[test]
+    fn same_seed_same_examples_other_seed_other_examples() {
+        let v = vocab();
+        let draw = |seed| {
+            let mut g = Generator::new(params(), seed);
+            (0..100).map(|_| g.sample(&v)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
+    }
+
+    #[test]
+    fn closing_rejects_mismatches_and_closed_strings() {
+        let v = vocab();
+        let ids = v.encode("【()】{").unwrap();
+        assert_eq!(v.decode(&closing(&v, &ids).unwrap()), "}");
+        let ids = v.encode("【(】").unwrap();
+        assert_eq!(
+            closing(&v, &ids),
+            Err(PrefixError::Unmatched { position: 2 })
+        );
+        let ids = v.encode("()").unwrap();
+        assert_eq!(closing(&v, &ids), Err(PrefixError::NothingOpen));
+    }
+
+    #[test]
+    fn counts_small_spaces_exactly() {
+        // Length 1: 3 openers. Length 2: 9 double opens ("()" is closed).
+        let p = TaskParams {
+            n_pairs: 3,
+            min_len: 1,
+            max_len: 2,
+            max_depth: 6,
+        };
+        assert_eq!(count_prefixes(p), 12.0);
+        let p = TaskParams {
+            n_pairs: 1,
+            min_len: 3,
+            max_len: 3,
+            max_depth: 1,
+        };
+        assert_eq!(count_prefixes(p), 1.0, "only ()(");
+    }
+
+    #[test]
+    fn draw_distinct_never_repeats_and_fails_cleanly_when_the_space_is_small() {
+        let v = vocab();
+        let mut g = Generator::new(params(), 3);
+        let mut seen = HashSet::new();
+        let a = draw_distinct(&mut g, &v, 500, &mut seen).unwrap();
+        let b = draw_distinct(&mut g, &v, 500, &mut seen).unwrap();
+        let prefixes: HashSet<_> = a.iter().chain(&b).map(|e| e.prefix.clone()).collect();
+        assert_eq!(prefixes.len(), 1000);
+        let tiny = TaskParams {
+            n_pairs: 3,
+            min_len: 1,
+            max_len: 2,
+            max_depth: 6,
+        };
+        let mut g = Generator::new(tiny, 3);
+        let err = draw_distinct(&mut g, &v, 13, &mut HashSet::new()).unwrap_err();
+        assert!(err.contains("found only 12"), "{err}");
+    }
+}

@@ -1,0 +1,98 @@
+//! Scoring: teacher-forced validation metrics during training, greedy decoding with exact
+//! match for test sets, and the reports written from them.
+//!
+//! Teacher-forced exact match (every answer token is the argmax given the true tokens
+//! before it) equals greedy-decoding exact match for an autoregressive model: by induction
+//! the greedy output never leaves the true path. So validation costs one batched forward
+//! pass, while the final test score comes from real decoding.
+
+mod report;
+
+pub use report::{write_outputs, EvalReport};
+
+use crate::data::batcher::make_batch;
+use crate::data::{Example, Vocab};
+use crate::model::Model;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::prelude::*;
+
+/// Teacher-forced metrics over answer tokens (closers and the final `,`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValMetrics {
+    pub loss: f64,
+    pub token_acc: f64,
+    pub exact: f64,
+}
+
+const EVAL_BATCH: usize = 512;
+
+pub fn teacher_forced(
+    model: &Model,
+    examples: &[Example],
+    vocab: &Vocab,
+    device: &Device,
+) -> ValMetrics {
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_pad_tokens(Some(vec![crate::data::vocab::PAD as usize]))
+        .init(device);
+    let (mut loss_sum, mut tokens, mut right_tokens, mut exact) = (0.0f64, 0usize, 0usize, 0usize);
+    for chunk in examples.chunks(EVAL_BATCH) {
+        let refs: Vec<&Example> = chunk.iter().collect();
+        let batch = make_batch(&refs, vocab, device);
+        let logits = model.forward(batch.tokens); // [batch, len, vocab]
+        let flat = logits.reshape([batch.size * batch.len, vocab.size()]);
+        let predicted: Vec<i64> = flat.clone().argmax(1).to_data().iter::<i64>().collect();
+        let answer_tokens = batch.target_ids.iter().filter(|&&t| t != 0).count();
+        let loss = f64::from(loss_fn.forward(flat, batch.targets).into_scalar::<f32>());
+        loss_sum += loss * answer_tokens as f64;
+        tokens += answer_tokens;
+        for row in 0..batch.size {
+            let span = row * batch.len..(row + 1) * batch.len;
+            let mut all_right = true;
+            for (t, p) in batch.target_ids[span.clone()].iter().zip(&predicted[span]) {
+                if *t != 0 {
+                    right_tokens += usize::from(t == p);
+                    all_right &= t == p;
+                }
+            }
+            exact += usize::from(all_right);
+        }
+    }
+    ValMetrics {
+        loss: loss_sum / tokens.max(1) as f64,
+        token_acc: right_tokens as f64 / tokens.max(1) as f64,
+        exact: exact as f64 / examples.len().max(1) as f64,
+    }
+}
+
+/// One scored example.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Prediction {
+    pub input: String,
+    pub expected: String,
+    pub predicted: String,
+    pub correct: bool,
+}
+
+/// Greedy answers for each example, scored by exact match (order included, and the final
+/// `,` written within `max_answer_len` tokens).
+pub fn predict(
+    model: &Model,
+    examples: &[Example],
+    vocab: &Vocab,
+    max_answer_len: usize,
+    device: &Device,
+) -> Vec<Prediction> {
+    let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt(vocab)).collect();
+    let decoded = model.generate(&prompts, max_answer_len, vocab.end(), device);
+    examples
+        .iter()
+        .zip(decoded)
+        .map(|(e, d)| Prediction {
+            input: vocab.decode(&e.prefix),
+            expected: vocab.decode(&e.answer),
+            predicted: vocab.decode(&d.tokens),
+            correct: d.ended && d.tokens == e.answer,
+        })
+        .collect()
+}

@@ -1,0 +1,27 @@
+//! BracketCloser: train GRU, LSTM and Transformer models to close brackets, from specs.
+
+pub mod app;
+pub mod artifacts;
+pub mod backend;
+pub mod cli;
+pub mod data;
+pub mod eval;
+pub mod logging;
+pub mod model;
+pub mod runs;
+pub mod spec;
+pub mod train;
+
+/// Exit code for an error: 2 for bad user input (spec, overrides, eval data), 1 otherwise.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    let user_input = err.chain().any(|cause| {
+        cause.is::<spec::SpecError>()
+            || cause.is::<data::dataset::BadLine>()
+            || cause.is::<data::vocab::UnknownChar>()
+    });
+    if user_input {
+        2
+    } else {
+        1
+    }
+}

@@ -1,0 +1,98 @@
+//! Greedy decoding shared by the autoregressive models: prompts are grouped by length so
+//! that each group is one batched prefill, then one single-token step per generated token
+//! with the model's carried state (recurrent state, or a KV cache), never re-reading the
+//! prompt.
+
+use burn::prelude::*;
+use std::collections::BTreeMap;
+
+/// A model that can continue a batch of equal-length prompts one token at a time.
+pub trait Incremental {
+    type State;
+    /// tokens [batch, len] -> logits of the last position [batch, vocab], and the state.
+    fn prefill(&self, tokens: Tensor<2, Int>) -> (Tensor<2>, Self::State);
+    /// tokens [batch, 1] -> logits [batch, vocab], and the new state.
+    fn step(&self, tokens: Tensor<2, Int>, state: Self::State) -> (Tensor<2>, Self::State);
+}
+
+/// What the model wrote after a prompt: tokens before the end token, and whether it wrote
+/// the end token within the allowed length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub tokens: Vec<u32>,
+    pub ended: bool,
+}
+
+/// logits [batch, len, vocab] -> [batch, vocab] at the last position.
+pub fn last_position(logits: Tensor<3>) -> Tensor<2> {
+    let [batch, len, vocab] = logits.dims();
+    logits
+        .slice([0..batch, len - 1..len, 0..vocab])
+        .squeeze_dim(1)
+}
+
+/// Largest batch decoded at once: bounds memory, and is already past the point where larger
+/// batches pay off on a CPU.
+const DECODE_BATCH: usize = 512;
+
+pub fn greedy<M: Incremental>(
+    model: &M,
+    prompts: &[Vec<u32>],
+    max_new: usize,
+    end: u32,
+    device: &Device,
+) -> Vec<Decoded> {
+    let mut out = vec![
+        Decoded {
+            tokens: Vec::new(),
+            ended: false
+        };
+        prompts.len()
+    ];
+    let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, p) in prompts.iter().enumerate() {
+        by_len.entry(p.len()).or_default().push(i);
+    }
+    for (len, indices) in by_len {
+        for chunk in indices.chunks(DECODE_BATCH) {
+            let ids: Vec<i64> = chunk
+                .iter()
+                .flat_map(|&i| prompts[i].iter().map(|&t| t as i64))
+                .collect();
+            let tokens =
+                Tensor::<2, Int>::from_data(TensorData::new(ids, [chunk.len(), len]), device);
+            decode_group(model, tokens, chunk, max_new, end, &mut out);
+        }
+    }
+    out
+}
+
+fn decode_group<M: Incremental>(
+    model: &M,
+    tokens: Tensor<2, Int>,
+    rows: &[usize],
+    max_new: usize,
+    end: u32,
+    out: &mut [Decoded],
+) {
+    let (mut logits, mut state) = model.prefill(tokens);
+    for step in 0..max_new {
+        let next = logits.argmax(1); // [batch, 1]
+        let host: Vec<i64> = next.to_data().iter::<i64>().collect();
+        for (&row, &token) in rows.iter().zip(&host) {
+            let d = &mut out[row];
+            if d.ended {
+                continue;
+            }
+            if token as u32 == end {
+                d.ended = true;
+            } else {
+                d.tokens.push(token as u32);
+            }
+        }
+        if step + 1 == max_new || rows.iter().all(|&r| out[r].ended) {
+            break;
+        }
+        (logits, state) = model.step(next, state);
+    }
+}

@@ -1,0 +1,106 @@
+//! Finished and running runs on disk: `summary.json` and the `runner ls` listing.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// `summary.json`: what a run did and scored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub name: String,
+    pub run_id: String,
+    pub arch: String,
+    /// completed, budget_reached, target_reached, diverged or interrupted.
+    pub status: crate::train::Status,
+    /// budget, max_steps, target, patience or diverged.
+    pub stop_reason: String,
+    pub best_val_exact: Option<f64>,
+    pub best_step: Option<u64>,
+    /// Greedy exact match of the best checkpoint on the test split.
+    pub test_exact: Option<f64>,
+    pub test_correct: Option<usize>,
+    pub test_total: usize,
+    pub steps: u64,
+    pub epochs: u64,
+    pub samples: u64,
+    /// Whole run: data, training, final evaluation.
+    pub wall_s: f64,
+    pub train_s: f64,
+    pub samples_per_s: f64,
+    pub params: usize,
+    pub backend: String,
+    pub threads: usize,
+}
+
+pub fn read_summary(run_dir: &Path) -> Result<Summary> {
+    let path = run_dir.join("summary.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading '{}'", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("'{}' is not a valid summary", path.display()))
+}
+
+/// A row of `runner ls`.
+pub struct Listed {
+    pub dir: PathBuf,
+    pub name: String,
+    pub run_id: String,
+    pub summary: Option<Summary>,
+}
+
+/// Every run directory `<dir>/<name>/<run-id>/` (those with a resolved.toml), newest first.
+pub fn list(dir: &Path) -> Result<Vec<Listed>> {
+    let mut runs = Vec::new();
+    let names = std::fs::read_dir(dir).with_context(|| format!("reading '{}'", dir.display()))?;
+    for name in names.flatten().filter(|e| e.path().is_dir()) {
+        let Ok(ids) = std::fs::read_dir(name.path()) else {
+            continue;
+        };
+        for id in ids.flatten() {
+            let path = id.path();
+            if !path.join("resolved.toml").is_file() {
+                continue;
+            }
+            runs.push(Listed {
+                name: name.file_name().to_string_lossy().into_owned(),
+                run_id: id.file_name().to_string_lossy().into_owned(),
+                summary: read_summary(&path).ok(),
+                dir: path,
+            });
+        }
+    }
+    runs.sort_by(|a, b| b.run_id.cmp(&a.run_id).then_with(|| a.name.cmp(&b.name)));
+    Ok(runs)
+}
+
+pub fn format_list(runs: &[Listed]) -> String {
+    let mut out = format!(
+        "{:<20} {:<18} {:<5} {:<15} {:>8} {:>9} {:>8}\n",
+        "name", "run_id", "arch", "status", "best_val", "test_exact", "wall_s"
+    );
+    let pct = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
+    for r in runs {
+        let line = match &r.summary {
+            Some(s) => format!(
+                "{:<20} {:<18} {:<5} {:<15} {:>8} {:>9} {:>8.1}",
+                r.name,
+                r.run_id,
+                s.arch,
+                serde_json::to_value(s.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                pct(s.best_val_exact),
+                pct(s.test_exact),
+                s.wall_s
+            ),
+            None => format!(
+                "{:<20} {:<18} {:<5} {:<15} {:>8} {:>9} {:>8}",
+                r.name, r.run_id, "?", "running/unfinished", "-", "-", "-"
+            ),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}

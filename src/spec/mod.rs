@@ -1,0 +1,254 @@
+//! Experiment specs: the serde structs read from TOML, their defaults, layering (defaults <
+//! spec file < `RUNNER_` environment < `key.path=value` overrides) and validation.
+//!
+//! This module never touches burn or the file system beyond reading the spec file: every
+//! mistake is reported here, before any work starts, as a [`SpecError`] naming the source
+//! and the key.
+
+mod duration;
+mod load;
+mod validate;
+
+pub use duration::parse_duration;
+pub use load::{known_keys, load, parse_override, resolve_path, Resolved};
+pub use validate::validate;
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A user-facing problem with a spec: where it came from, which key, and what is allowed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{origin}: {}{message}", key.as_ref().map(|k| format!("key '{k}': ")).unwrap_or_default())]
+pub struct SpecError {
+    /// The spec file's path, or the override or environment variable at fault.
+    pub origin: String,
+    /// Dotted key path, e.g. `train.lr`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn new(origin: impl Into<String>, key: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            origin: origin.into(),
+            key: key.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole resolved experiment: one section per concern.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spec {
+    pub experiment: ExperimentSpec,
+    pub data: DataSpec,
+    pub model: ModelSpec,
+    pub train: TrainSpec,
+    pub eval: EvalSpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExperimentSpec {
+    /// Empty means "the spec file's stem"; filled in at load time.
+    pub name: String,
+    pub seed: u64,
+    /// `cpu` (burn-flex), `ndarray`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// CPU threads. 1, because at these model sizes a step is dominated by per-operation
+    /// overhead: a second thread measured no faster (see README), and two single-threaded
+    /// runs side by side use a 2-core machine better.
+    pub threads: usize,
+    pub out_dir: String,
+}
+
+impl Default for ExperimentSpec {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            seed: 42,
+            device: "cpu".into(),
+            threads: 1,
+            out_dir: "experiments".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSpec {
+    /// Each pair is an opener and a closer, two distinct characters.
+    pub pairs: Vec<String>,
+    /// Prefix length in brackets, inclusive bounds.
+    pub min_len: usize,
+    pub max_len: usize,
+    /// Nesting depth never exceeds this anywhere in a prefix.
+    pub max_depth: usize,
+    pub train_samples: usize,
+    pub val_samples: usize,
+    pub test_samples: usize,
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        // The range of the original project's examples.
+        Self {
+            pairs: vec!["()".into(), "【】".into(), "{}".into()],
+            min_len: 2,
+            max_len: 20,
+            max_depth: 6,
+            train_samples: 20_000,
+            val_samples: 500,
+            test_samples: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Gru,
+    Lstm,
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Gru => "gru",
+            Arch::Lstm => "lstm",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSpec {
+    pub arch: Arch,
+    pub d_embed: usize,
+    pub d_hidden: usize,
+    pub n_layers: usize,
+    /// Applied between stacked recurrent layers and before the head.
+    pub dropout: f64,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        Self {
+            arch: Arch::Gru,
+            d_embed: 32,
+            d_hidden: 128,
+            n_layers: 1,
+            dropout: 0.0,
+        }
+    }
+}
+
+/// How often to evaluate: a step count (reproducible) or a wall-clock interval.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum EvalEvery {
+    Steps(u64),
+    Time(String),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LrDecay {
+    Cosine,
+    Linear,
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSpec {
+    /// Wall-clock bound on training, e.g. "90s", "10min", "1h30min", "2days".
+    pub budget: String,
+    /// 0 = no step limit. When set, the schedule runs over steps, which makes runs
+    /// reproducible; otherwise it runs over the budget's wall time.
+    pub max_steps: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// AdamW decoupled weight decay (burn's default differs from PyTorch's: set explicitly).
+    pub weight_decay: f64,
+    /// Per-parameter gradient norm clip; 0 = off.
+    pub grad_clip: f64,
+    pub warmup_steps: u64,
+    pub lr_decay: LrDecay,
+    /// Final learning rate as a fraction of `lr`.
+    pub min_lr_ratio: f64,
+    pub eval_every: EvalEvery,
+    /// Stop after this many evaluations without a better val_exact; 0 = never.
+    pub patience: u32,
+    /// Stop when val_exact reaches this.
+    pub target_exact: f64,
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        Self {
+            budget: "1min".into(),
+            max_steps: 0,
+            batch_size: 64,
+            lr: 3e-3,
+            weight_decay: 0.01,
+            grad_clip: 1.0,
+            warmup_steps: 50,
+            lr_decay: LrDecay::Cosine,
+            min_lr_ratio: 0.1,
+            eval_every: EvalEvery::Time("5s".into()),
+            patience: 0,
+            target_exact: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSpec {
+    /// Fresh test examples scored by `runner eval` without `--data` (the origin used 100).
+    pub samples: usize,
+    /// Longest answer decoded, in tokens including the final `,`; 0 = `data.max_depth + 1`.
+    pub max_answer_len: usize,
+}
+
+impl Default for EvalSpec {
+    fn default() -> Self {
+        Self {
+            samples: 100,
+            max_answer_len: 0,
+        }
+    }
+}
+
+impl Spec {
+    /// Parsed training budget. Valid after [`validate`].
+    pub fn budget(&self) -> Duration {
+        parse_duration(&self.train.budget).unwrap_or(Duration::MAX)
+    }
+
+    /// Longest answer the decoder may write, `,` included.
+    pub fn max_answer_len(&self) -> usize {
+        match self.eval.max_answer_len {
+            0 => self.data.max_depth + 1,
+            n => n,
+        }
+    }
+
+    /// Bracket pairs as (opener, closer) characters. Valid after [`validate`].
+    pub fn pairs(&self) -> Vec<(char, char)> {
+        self.data
+            .pairs
+            .iter()
+            .filter_map(|p| {
+                let mut cs = p.chars();
+                Some((cs.next()?, cs.next()?))
+            })
+            .collect()
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a Spec always serialises to TOML")
+    }
+}

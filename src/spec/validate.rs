@@ -1,0 +1,246 @@
+//! Checks that burn would otherwise turn into a panic deep inside, or a run that silently
+//! means nothing. Each failure names the key and what is allowed.
+
+use super::{parse_duration, EvalEvery, Spec, SpecError};
+use std::collections::HashSet;
+
+const DEVICES: &str = "\"cpu\" (burn-flex), \"ndarray\", \"cuda\" or \"cuda:N\"";
+
+/// Validates a resolved spec. The returned error's `origin` is empty: the caller knows the file.
+pub fn validate(spec: &Spec) -> Result<(), SpecError> {
+    let fail = |key: &str, message: String| Err(SpecError::new("", Some(key), message));
+    check_name(&spec.experiment.name).or_else(|m| fail("experiment.name", m))?;
+    check_device(&spec.experiment.device).or_else(|m| fail("experiment.device", m))?;
+    check_pairs(&spec.data.pairs).or_else(|m| fail("data.pairs", m))?;
+
+    let d = &spec.data;
+    positive("experiment.threads", spec.experiment.threads)?;
+    positive("data.min_len", d.min_len)?;
+    positive("data.max_len", d.max_len)?;
+    positive("data.max_depth", d.max_depth)?;
+    positive("data.train_samples", d.train_samples)?;
+    positive("data.val_samples", d.val_samples)?;
+    positive("data.test_samples", d.test_samples)?;
+    if d.min_len > d.max_len {
+        return fail(
+            "data.min_len",
+            format!(
+                "min_len ({}) must not exceed max_len ({})",
+                d.min_len, d.max_len
+            ),
+        );
+    }
+    if d.max_depth == 1 && d.min_len == d.max_len && d.max_len.is_multiple_of(2) {
+        return fail(
+            "data.max_len",
+            "with max_depth = 1 every prefix has odd length; allow an odd length".into(),
+        );
+    }
+
+    let m = &spec.model;
+    positive("model.d_embed", m.d_embed)?;
+    positive("model.d_hidden", m.d_hidden)?;
+    positive("model.n_layers", m.n_layers)?;
+    unit_interval("model.dropout", m.dropout, false)?;
+
+    let t = &spec.train;
+    if let Err(e) = parse_duration(&t.budget) {
+        return fail("train.budget", e);
+    }
+    positive("train.batch_size", t.batch_size)?;
+    finite_positive("train.lr", t.lr)?;
+    non_negative("train.weight_decay", t.weight_decay)?;
+    non_negative("train.grad_clip", t.grad_clip)?;
+    unit_interval("train.min_lr_ratio", t.min_lr_ratio, true)?;
+    if !(t.target_exact > 0.0 && t.target_exact <= 1.0) {
+        return fail(
+            "train.target_exact",
+            format!("{} is outside (0, 1]", t.target_exact),
+        );
+    }
+    match &t.eval_every {
+        EvalEvery::Steps(0) => return fail("train.eval_every", "must be at least 1 step".into()),
+        EvalEvery::Steps(_) => {}
+        EvalEvery::Time(text) => {
+            if let Err(e) = parse_duration(text) {
+                return fail("train.eval_every", e);
+            }
+        }
+    }
+
+    let longest_answer = d.max_depth + 1;
+    if spec.eval.max_answer_len != 0 && spec.eval.max_answer_len < longest_answer {
+        return fail(
+            "eval.max_answer_len",
+            format!(
+                "{} is shorter than the longest answer ({longest_answer} tokens: up to \
+                 max_depth closers and the final ','); use at least {longest_answer}, or 0 for that",
+                spec.eval.max_answer_len
+            ),
+        );
+    }
+    positive("eval.samples", spec.eval.samples)?;
+    Ok(())
+}
+
+fn positive(key: &str, value: usize) -> Result<(), SpecError> {
+    if value == 0 {
+        return Err(SpecError::new("", Some(key), "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn finite_positive(key: &str, value: f64) -> Result<(), SpecError> {
+    if !(value.is_finite() && value > 0.0) {
+        return Err(SpecError::new(
+            "",
+            Some(key),
+            format!("{value} is not allowed: must be a positive number"),
+        ));
+    }
+    Ok(())
+}
+
+fn non_negative(key: &str, value: f64) -> Result<(), SpecError> {
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(SpecError::new(
+            "",
+            Some(key),
+            format!("{value} is not allowed: must be zero or positive"),
+        ));
+    }
+    Ok(())
+}
+
+fn unit_interval(key: &str, value: f64, inclusive_one: bool) -> Result<(), SpecError> {
+    let ok = value >= 0.0 && (value < 1.0 || (inclusive_one && value == 1.0));
+    if !ok {
+        let range = if inclusive_one { "[0, 1]" } else { "[0, 1)" };
+        return Err(SpecError::new(
+            "",
+            Some(key),
+            format!("{value} is outside {range}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A name becomes a directory under `out_dir`: it must not escape it.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not allowed: use letters, digits, '-', '_' and '.', no path separators"
+        ))
+    }
+}
+
+fn check_device(device: &str) -> Result<(), String> {
+    let ok = match device {
+        "cpu" | "ndarray" | "cuda" => true,
+        other => other
+            .strip_prefix("cuda:")
+            .is_some_and(|n| n.parse::<usize>().is_ok()),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("unknown device '{device}'; allowed: {DEVICES}"))
+    }
+}
+
+/// A pair is exactly two distinct characters, and no character appears in two pairs.
+fn check_pairs(pairs: &[String]) -> Result<(), String> {
+    if pairs.is_empty() {
+        return Err("needs at least one pair, e.g. [\"()\", \"{}\"]".into());
+    }
+    let mut seen = HashSet::new();
+    for pair in pairs {
+        let chars: Vec<char> = pair.chars().collect();
+        if chars.len() != 2 || chars[0] == chars[1] {
+            return Err(format!(
+                "'{pair}' is not a pair: write exactly two distinct characters, opener then closer"
+            ));
+        }
+        for c in chars {
+            if c.is_whitespace() || c == ',' {
+                return Err(format!("'{pair}': '{c}' cannot be a bracket"));
+            }
+            if !seen.insert(c) {
+                return Err(format!(
+                    "'{c}' is used twice; each character may appear once"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_key(edit: impl FnOnce(&mut Spec)) -> Option<String> {
+        let mut spec = Spec::default();
+        spec.experiment.name = "t".into();
+        edit(&mut spec);
+        validate(&spec).err().and_then(|e| e.key)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(error_key(|_| {}), None);
+    }
+
+    #[test]
+    fn each_impossible_value_names_its_key() {
+        type Edit = Box<dyn FnOnce(&mut Spec)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            ("data.min_len", Box::new(|s| s.data.min_len = 30)),
+            ("data.max_len", Box::new(|s| s.data.max_len = 0)),
+            ("data.pairs", Box::new(|s| s.data.pairs = vec![])),
+            ("data.pairs", Box::new(|s| s.data.pairs = vec!["((".into()])),
+            ("data.pairs", Box::new(|s| s.data.pairs = vec!["(".into()])),
+            (
+                "data.pairs",
+                Box::new(|s| s.data.pairs = vec!["()".into(), "(]".into()]),
+            ),
+            ("data.train_samples", Box::new(|s| s.data.train_samples = 0)),
+            ("model.d_hidden", Box::new(|s| s.model.d_hidden = 0)),
+            ("model.dropout", Box::new(|s| s.model.dropout = 1.0)),
+            ("train.lr", Box::new(|s| s.train.lr = -1.0)),
+            ("train.budget", Box::new(|s| s.train.budget = "soon".into())),
+            (
+                "train.eval_every",
+                Box::new(|s| s.train.eval_every = EvalEvery::Steps(0)),
+            ),
+            (
+                "experiment.device",
+                Box::new(|s| s.experiment.device = "tpu".into()),
+            ),
+            (
+                "experiment.name",
+                Box::new(|s| s.experiment.name = "../x".into()),
+            ),
+            (
+                "eval.max_answer_len",
+                Box::new(|s| s.eval.max_answer_len = 3),
+            ),
+        ];
+        for (key, edit) in cases {
+            assert_eq!(error_key(edit).as_deref(), Some(key));
+        }
+    }
+
+    #[test]
+    fn accepts_cuda_with_an_index() {
+        assert_eq!(error_key(|s| s.experiment.device = "cuda:1".into()), None);
+    }
+}

@@ -1,0 +1,114 @@
+//! Training checks with tiny models through the library: it learns, greedy decoding agrees
+//! with teacher forcing, and checkpoints round-trip.
+
+use bracket_closer::artifacts::RunPaths;
+use bracket_closer::data::dataset;
+use bracket_closer::eval;
+use bracket_closer::spec::{Arch, EvalEvery, Spec};
+use bracket_closer::train::{self, checkpoint, Status};
+use burn::prelude::Device;
+use std::time::Instant;
+
+/// A small setting a GRU learns within a few hundred steps.
+fn small_spec(arch: Arch) -> Spec {
+    let mut spec = Spec::default();
+    spec.experiment.name = "learn".into();
+    spec.data.pairs = vec!["()".into(), "{}".into()];
+    spec.data.max_len = 10;
+    spec.data.max_depth = 4;
+    spec.data.train_samples = 2000;
+    spec.data.val_samples = 300;
+    spec.data.test_samples = 300;
+    spec.model.arch = arch;
+    spec.model.d_embed = 16;
+    spec.model.d_hidden = 64;
+    spec.train.batch_size = 32;
+    spec.train.lr = 1e-2;
+    spec.train.warmup_steps = 20;
+    spec.train.max_steps = 500;
+    spec.train.eval_every = EvalEvery::Steps(100);
+    spec.train.budget = "10min".into();
+    spec
+}
+
+fn fit(
+    spec: &Spec,
+    dir: &std::path::Path,
+) -> (train::FitReport, Vec<bracket_closer::data::Example>) {
+    let vocab = dataset::vocab(spec);
+    let splits = dataset::build_splits(spec, &vocab).unwrap();
+    let run = RunPaths::new(dir);
+    let device = Device::flex().autodiff();
+    let report = train::fit(spec, &vocab, &splits, &device, &run, Instant::now()).unwrap();
+    (report, splits.test)
+}
+
+#[test]
+fn a_small_gru_learns_the_rule_and_decoding_agrees_with_teacher_forcing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = small_spec(Arch::Gru);
+    let (report, test) = fit(&spec, dir.path());
+    let best = report.best.clone().expect("evaluated");
+    assert!(
+        best.val_exact >= 0.9,
+        "val_exact {} after 500 steps",
+        best.val_exact
+    );
+    let first = &report.rows[0];
+    assert!(
+        best.val_loss < first.val_loss / 2.0,
+        "{} -> {}",
+        first.val_loss,
+        best.val_loss
+    );
+
+    // Greedy exact match must equal teacher-forced exact match on the same examples.
+    let model = report.best_model.expect("best model kept");
+    let vocab = dataset::vocab(&spec);
+    let device = Device::flex();
+    let forced = eval::teacher_forced(&model, &test, &vocab, &device);
+    let predictions = eval::predict(&model, &test, &vocab, spec.max_answer_len(), &device);
+    let greedy = predictions.iter().filter(|p| p.correct).count() as f64 / test.len() as f64;
+    assert_eq!(forced.exact, greedy);
+
+    // The best checkpoint reloads to the same predictions.
+    let ckpt = checkpoint::find(&dir.path().join("checkpoints"), "best").unwrap();
+    let loaded = checkpoint::load(&ckpt, &device).unwrap();
+    assert_eq!(loaded.spec, spec);
+    let again = eval::predict(&loaded.model, &test, &vocab, spec.max_answer_len(), &device);
+    let texts =
+        |ps: &[eval::Prediction]| ps.iter().map(|p| p.predicted.clone()).collect::<Vec<_>>();
+    assert_eq!(texts(&predictions), texts(&again));
+}
+
+#[test]
+fn an_lstm_overfits_a_tiny_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = small_spec(Arch::Lstm);
+    spec.data.train_samples = 64;
+    spec.data.val_samples = 32;
+    spec.train.batch_size = 64;
+    spec.train.max_steps = 150;
+    spec.train.eval_every = EvalEvery::Steps(50);
+    let (report, _) = fit(&spec, dir.path());
+    let losses: Vec<f64> = report.rows.iter().map(|r| r.train_loss).collect();
+    assert!(losses[2] < losses[0] / 3.0, "train loss {losses:?}");
+}
+
+#[test]
+fn a_huge_learning_rate_diverges_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = small_spec(Arch::Gru);
+    spec.train.lr = 1e4;
+    spec.train.warmup_steps = 0;
+    spec.train.grad_clip = 0.0;
+    spec.train.max_steps = 300;
+    spec.train.eval_every = EvalEvery::Steps(1000);
+    let (report, _) = fit(&spec, dir.path());
+    assert_eq!(
+        report.status,
+        Status::Diverged,
+        "stopped by {}",
+        report.stop_reason
+    );
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real `runner` binary in temporary directories, and library-level
+//! training checks with tiny models.
+
+mod common;
+
+mod bad_input;
+mod configs;
+mod learning;
+mod run_dir;
