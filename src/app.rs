@@ -48,6 +48,16 @@ pub fn run(cli: Cli) -> Result<()> {
             prefix,
             checkpoint,
         } => predict(&run_dir, &prefix, &checkpoint),
+        Command::Score {
+            configs,
+            fresh,
+            out,
+            overrides,
+        } => score(&configs, fresh, &out, &overrides),
+        Command::Configs { dir } => {
+            print!("{}", spec::describe_configs(&dir)?);
+            Ok(())
+        }
         Command::Ls { dir } => {
             print!("{}", runs::format_list(&runs::list(&dir)?));
             Ok(())
@@ -106,9 +116,7 @@ pub fn run_spec(arg: &str, overrides: &[String]) -> Result<PathBuf> {
         .best_model
         .as_ref()
         .map(|m| m.num_params())
-        .unwrap_or_else(|| {
-            crate::model::Model::init(&spec.model, vocab.size(), &device).num_params()
-        });
+        .unwrap_or_else(|| crate::model::Model::init(spec, vocab.size(), &device).num_params());
     let test = match &report.best_model {
         Some(model) => Some(final_test(model, spec, &vocab, &splits, &device, &run)?),
         None => None,
@@ -247,12 +255,13 @@ fn evaluate(args: &EvalArgs) -> Result<()> {
     for bad in &skipped {
         tracing::warn!("skipped {bad}");
     }
-    let max_answer_len = examples
+    let longest = examples
         .iter()
         .map(|e| e.answer.len() + 1)
         .max()
-        .unwrap_or(0)
-        .max(spec.max_answer_len());
+        .unwrap_or(0);
+    let max_answer_len = crate::model::answer_budget(spec, longest.max(spec.max_answer_len()));
+    check_positions(spec, &examples, max_answer_len, &vocab)?;
     let started = Instant::now();
     let predictions = eval::predict(&loaded.model, &examples, &vocab, max_answer_len, &device);
     let seconds = started.elapsed().as_secs_f64();
@@ -286,10 +295,17 @@ fn predict(run_dir: &Path, prefix: &str, which: &str) -> Result<()> {
         prefix: ids,
         answer: Vec::new(),
     };
-    let max_new = loaded.spec.max_answer_len().max(example.prefix.len() + 1);
+    let wanted = loaded.spec.max_answer_len().max(example.prefix.len() + 1);
+    let max_new = crate::model::answer_budget(&loaded.spec, wanted);
+    check_positions(
+        &loaded.spec,
+        std::slice::from_ref(&example),
+        max_new,
+        &vocab,
+    )?;
     let decoded = loaded
         .model
-        .generate(&[example.prompt(&vocab)], max_new, vocab.end(), &device);
+        .generate(&[example.prompt(&vocab)], max_new, &vocab, &device);
     let written = vocab.decode(&decoded[0].tokens);
     println!("{written}");
     match crate::data::task::closing(&vocab, &example.prefix) {
@@ -299,5 +315,89 @@ fn predict(run_dir: &Path, prefix: &str, which: &str) -> Result<()> {
         Ok(_) => {}
         Err(e) => eprintln!("note: '{prefix}' is not a valid open prefix ({e})"),
     }
+    Ok(())
+}
+
+/// Attention models read at most their positional table: refuse longer inputs by name
+/// instead of failing inside burn.
+fn check_positions(
+    spec: &Spec,
+    examples: &[crate::data::Example],
+    max_new: usize,
+    vocab: &Vocab,
+) -> Result<()> {
+    let Some(limit) = crate::model::position_limit(spec) else {
+        return Ok(());
+    };
+    if let Some(e) = examples
+        .iter()
+        .find(|e| e.prefix.len() + 2 + max_new > limit)
+    {
+        anyhow::bail!(
+            "prefix '{}' ({} brackets) is too long for this {} model: it reads at most {limit} \
+             positions (model.max_positions), i.e. prefixes of up to {} brackets with {max_new} \
+             answer tokens",
+            vocab.decode(&e.prefix),
+            e.prefix.len(),
+            spec.model.arch.name(),
+            limit.saturating_sub(2 + max_new)
+        );
+    }
+    Ok(())
+}
+
+/// `runner score`: run configs and score each on fresh examples, writing a table.
+fn score(configs: &[String], fresh: usize, out: &Path, overrides: &[String]) -> Result<()> {
+    // Check every config before spending time on the first.
+    for c in configs {
+        prepare(c, overrides)?;
+    }
+    let mut table = String::from(
+        "| config | status | exact match (fresh) | best val exact | wall s | train samples/s | params |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for c in configs {
+        let run_dir = run_spec(c, overrides)?;
+        let (loaded, device) = load_run(&run_dir, "best")?;
+        let spec = &loaded.spec;
+        let vocab = dataset::vocab(spec);
+        let examples = dataset::fresh(spec, &vocab, fresh, fresh_seed(spec));
+        let data_file = run_dir.join(format!("fresh_{fresh}.jsonl"));
+        dataset::write_jsonl(&data_file, &examples, &vocab)?;
+        let max_new = crate::model::answer_budget(spec, spec.max_answer_len());
+        let report = EvalReport::from_predictions(&eval::predict(
+            &loaded.model,
+            &examples,
+            &vocab,
+            max_new,
+            &device,
+        ));
+        let summary = runs::read_summary(&run_dir)?;
+        table.push_str(&format!(
+            "| {} | {} | {:.4} ({}/{}) | {} | {:.1} | {:.0} | {} |\n",
+            spec.experiment.name,
+            serde_json::to_value(summary.status)?
+                .as_str()
+                .unwrap_or("?"),
+            report.exact_match,
+            report.correct,
+            report.total,
+            summary
+                .best_val_exact
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "-".into()),
+            summary.wall_s,
+            summary.samples_per_s,
+            summary.params
+        ));
+        write_atomic(out, table.as_bytes())?;
+        println!(
+            "{} -> {} (eval --data {})",
+            c,
+            report.headline(),
+            data_file.display()
+        );
+    }
+    print!("{table}");
     Ok(())
 }

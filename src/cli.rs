@@ -63,6 +63,27 @@ pub enum Command {
         #[arg(long, default_value = "best", value_parser = ["best", "last"])]
         checkpoint: String,
     },
+    /// Run each config, then score its best checkpoint on fresh examples of its own
+    /// distribution (as `runner eval --data` would) and write a results table.
+    Score {
+        /// Spec files or bare config names.
+        #[arg(required = true)]
+        configs: Vec<String>,
+        /// Fresh examples per config, drawn with a seed that did not draw the training data.
+        #[arg(long, default_value_t = 1000)]
+        fresh: usize,
+        /// Markdown table to write (rewritten after each config).
+        #[arg(long, default_value = "bench/score.md")]
+        out: PathBuf,
+        /// Overrides applied to every config (key.path=value).
+        #[arg(long = "set")]
+        overrides: Vec<String>,
+    },
+    /// List the configs in a directory with their one-line descriptions.
+    Configs {
+        #[arg(default_value = "configs")]
+        dir: PathBuf,
+    },
     /// List runs, newest first.
     Ls {
         /// Experiments directory.

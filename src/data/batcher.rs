@@ -8,42 +8,204 @@ use burn::prelude::*;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-/// Next-token training batch: the record minus its last token as input, and as targets the
-/// next token on answer positions only (closers and the final `,`), padding elsewhere.
+/// How an architecture reads a record and where its loss goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Layout {
+    /// Decoder-only and recurrent models: the record minus its last token in, the next token
+    /// out. With `loss_on_all`, training targets cover the prefix too (language modelling).
+    NextToken { loss_on_all: bool },
+    /// Encoder-decoder: `input` + prefix to the encoder; `,output` + closers to the decoder,
+    /// which predicts the closers and the final `,`.
+    EncoderDecoder,
+    /// Masked language model: the prompt, then `slots` mask tokens that should read the
+    /// closers, `,`, then anything. With `mlm_prob`, training also masks prefix tokens.
+    Masked {
+        slots: usize,
+        mask_id: u32,
+        mlm_prob: f64,
+    },
+}
+
+/// A batch in a model's layout. `answer_ids` marks the positions that are scored (closers
+/// and the final `,`): they are the same whatever the layout adds to the loss in training.
 pub struct Batch {
+    /// Encoder input [batch, src_len], for encoder-decoder models only.
+    pub source: Option<Tensor<2, Int>>,
     /// [batch, len]
     pub tokens: Tensor<2, Int>,
-    /// [batch * len], PAD where no loss is taken.
+    /// Loss targets [batch * len], PAD where no loss is taken.
     pub targets: Tensor<1, Int>,
-    /// The same targets on the host, for accuracy without another device read.
-    pub target_ids: Vec<i64>,
+    /// Answer targets on the host [batch * len], PAD elsewhere.
+    pub answer_ids: Vec<i64>,
     pub size: usize,
     pub len: usize,
 }
 
-pub fn make_batch(examples: &[&Example], vocab: &Vocab, device: &Device) -> Batch {
+/// Host-side rows before they become tensors.
+struct Rows {
+    width: usize,
+    tokens: Vec<i64>,
+    targets: Vec<i64>,
+    answers: Vec<i64>,
+}
+
+impl Rows {
+    fn new(size: usize, width: usize) -> Self {
+        let pad = PAD as i64;
+        Self {
+            width,
+            tokens: vec![pad; size * width],
+            targets: vec![pad; size * width],
+            answers: vec![pad; size * width],
+        }
+    }
+
+    fn set(&mut self, row: usize, t: usize, token: u32) {
+        self.tokens[row * self.width + t] = token as i64;
+    }
+
+    /// A scored answer position: loss and accuracy both.
+    fn answer(&mut self, row: usize, t: usize, target: u32) {
+        self.targets[row * self.width + t] = target as i64;
+        self.answers[row * self.width + t] = target as i64;
+    }
+
+    /// A position that only adds to the training loss.
+    fn extra(&mut self, row: usize, t: usize, target: u32) {
+        self.targets[row * self.width + t] = target as i64;
+    }
+}
+
+/// Builds a batch. `noise` (training only) drives the random masking of `Layout::Masked`;
+/// without it, and in every layout without `loss_on_all`, only answers are targets.
+pub fn make_batch(
+    examples: &[&Example],
+    vocab: &Vocab,
+    layout: Layout,
+    device: &Device,
+    noise: Option<&mut dyn rand::RngCore>,
+) -> Batch {
+    let size = examples.len();
+    let training = noise.is_some();
+    let (rows, source) = match layout {
+        Layout::NextToken { loss_on_all } => {
+            (next_token(examples, vocab, loss_on_all && training), None)
+        }
+        Layout::EncoderDecoder => {
+            let (rows, source) = encoder_decoder(examples, vocab);
+            (rows, Some(source))
+        }
+        Layout::Masked {
+            slots,
+            mask_id,
+            mlm_prob,
+        } => (
+            masked(examples, vocab, slots, mask_id, mlm_prob, noise),
+            None,
+        ),
+    };
+    let len = rows.width;
+    Batch {
+        source: source
+            .map(|s| Tensor::from_data(TensorData::new(s.tokens, [size, s.width]), device)),
+        tokens: Tensor::from_data(TensorData::new(rows.tokens, [size, len]), device),
+        targets: Tensor::from_data(TensorData::new(rows.targets, [size * len]), device),
+        answer_ids: rows.answers,
+        size,
+        len,
+    }
+}
+
+fn next_token(examples: &[&Example], vocab: &Vocab, loss_on_all: bool) -> Rows {
     let records: Vec<Vec<u32>> = examples.iter().map(|e| e.record(vocab)).collect();
-    let len = records.iter().map(|r| r.len() - 1).max().unwrap_or(1);
-    let size = records.len();
-    let mut tokens = vec![PAD as i64; size * len];
-    let mut targets = vec![PAD as i64; size * len];
+    let width = records.iter().map(|r| r.len() - 1).max().unwrap_or(1);
+    let mut rows = Rows::new(records.len(), width);
     for (row, (record, example)) in records.iter().zip(examples).enumerate() {
         // Position of `,output`: from there on, the next token is part of the answer.
         let answer_from = example.prefix.len() + 1;
         for t in 0..record.len() - 1 {
-            tokens[row * len + t] = record[t] as i64;
+            rows.set(row, t, record[t]);
             if t >= answer_from {
-                targets[row * len + t] = record[t + 1] as i64;
+                rows.answer(row, t, record[t + 1]);
+            } else if loss_on_all {
+                rows.extra(row, t, record[t + 1]);
             }
         }
     }
-    Batch {
-        tokens: Tensor::from_data(TensorData::new(tokens, [size, len]), device),
-        targets: Tensor::from_data(TensorData::new(targets.clone(), [size * len]), device),
-        target_ids: targets,
-        size,
-        len,
+    rows
+}
+
+/// Returns the decoder rows and the encoder rows (`input` + prefix).
+fn encoder_decoder(examples: &[&Example], vocab: &Vocab) -> (Rows, Rows) {
+    let src_width = examples
+        .iter()
+        .map(|e| e.prefix.len() + 1)
+        .max()
+        .unwrap_or(1);
+    let width = examples
+        .iter()
+        .map(|e| e.answer.len() + 1)
+        .max()
+        .unwrap_or(1);
+    let mut source = Rows::new(examples.len(), src_width);
+    let mut rows = Rows::new(examples.len(), width);
+    for (row, e) in examples.iter().enumerate() {
+        source.set(row, 0, vocab.input());
+        for (t, &id) in e.prefix.iter().enumerate() {
+            source.set(row, t + 1, id);
+        }
+        let mut decoder_in = vec![vocab.output()];
+        decoder_in.extend(&e.answer);
+        let mut decoder_out = e.answer.clone();
+        decoder_out.push(vocab.end());
+        for (t, (&i, &o)) in decoder_in.iter().zip(&decoder_out).enumerate() {
+            rows.set(row, t, i);
+            rows.answer(row, t, o);
+        }
     }
+    (rows, source)
+}
+
+fn masked(
+    examples: &[&Example],
+    vocab: &Vocab,
+    slots: usize,
+    mask_id: u32,
+    mlm_prob: f64,
+    mut noise: Option<&mut dyn rand::RngCore>,
+) -> Rows {
+    let width = examples
+        .iter()
+        .map(|e| e.prefix.len() + 2)
+        .max()
+        .unwrap_or(1)
+        + slots;
+    let mut rows = Rows::new(examples.len(), width);
+    for (row, e) in examples.iter().enumerate() {
+        let prompt = e.prompt(vocab);
+        for (t, &id) in prompt.iter().enumerate() {
+            let is_bracket = (1..=e.prefix.len()).contains(&t);
+            let hide = is_bracket
+                && mlm_prob > 0.0
+                && noise.as_mut().is_some_and(|r| r.gen_bool(mlm_prob));
+            if hide {
+                rows.set(row, t, mask_id);
+                rows.extra(row, t, id);
+            } else {
+                rows.set(row, t, id);
+            }
+        }
+        let mut answer = e.answer.clone();
+        answer.push(vocab.end());
+        for s in 0..slots {
+            let t = prompt.len() + s;
+            rows.set(row, t, mask_id);
+            if let Some(&target) = answer.get(s) {
+                rows.answer(row, t, target);
+            }
+        }
+    }
+    rows
 }
 
 /// One epoch's batches as index lists: shuffled, then sorted by length within windows of
@@ -96,11 +258,29 @@ mod tests {
             prefix: v.encode("{").unwrap(),
             answer: v.encode("}").unwrap(),
         };
-        let batch = make_batch(&[&e, &short], &v, &Device::flex());
+        let layout = Layout::NextToken { loss_on_all: false };
+        let batch = make_batch(&[&e, &short], &v, layout, &Device::flex(), None);
         assert_eq!((batch.size, batch.len), (2, 6));
         // record: input 【 ( ,output ) 】 ,   -> tokens are the first six
-        assert_eq!(batch.target_ids[..6], [0, 0, 0, 2, 4, 9]);
+        assert_eq!(batch.answer_ids[..6], [0, 0, 0, 2, 4, 9]);
         // record: input { ,output } ,        -> padded to six
-        assert_eq!(batch.target_ids[6..], [0, 0, 6, 9, 0, 0]);
+        assert_eq!(batch.answer_ids[6..], [0, 0, 6, 9, 0, 0]);
+
+        let layout = Layout::EncoderDecoder;
+        let batch = make_batch(&[&e, &short], &v, layout, &Device::flex(), None);
+        // decoder: ,output ) 】 -> ) 】 ,
+        assert_eq!(batch.answer_ids, [2, 4, 9, 6, 9, 0]);
+        let source: Vec<i64> = batch.source.unwrap().to_data().iter::<i64>().collect();
+        assert_eq!(source, [7, 3, 1, 7, 5, 0]);
+
+        let layout = Layout::Masked {
+            slots: 4,
+            mask_id: 10,
+            mlm_prob: 0.0,
+        };
+        let batch = make_batch(&[&e], &v, layout, &Device::flex(), None);
+        let tokens: Vec<i64> = batch.tokens.to_data().iter::<i64>().collect();
+        assert_eq!(tokens, [7, 3, 1, 8, 10, 10, 10, 10]);
+        assert_eq!(batch.answer_ids, [0, 0, 0, 0, 2, 4, 9, 0]);
     }
 }

@@ -10,7 +10,7 @@ mod report;
 
 pub use report::{write_outputs, EvalReport};
 
-use crate::data::batcher::make_batch;
+use crate::data::batcher::{make_batch, Layout};
 use crate::data::{Example, Vocab};
 use crate::model::Model;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -30,6 +30,7 @@ pub fn teacher_forced(
     model: &Model,
     examples: &[Example],
     vocab: &Vocab,
+    layout: Layout,
     device: &Device,
 ) -> ValMetrics {
     let loss_fn = CrossEntropyLossConfig::new()
@@ -38,18 +39,18 @@ pub fn teacher_forced(
     let (mut loss_sum, mut tokens, mut right_tokens, mut exact) = (0.0f64, 0usize, 0usize, 0usize);
     for chunk in examples.chunks(EVAL_BATCH) {
         let refs: Vec<&Example> = chunk.iter().collect();
-        let batch = make_batch(&refs, vocab, device);
-        let logits = model.forward(batch.tokens); // [batch, len, vocab]
+        let batch = make_batch(&refs, vocab, layout, device, None);
+        let logits = model.forward(&batch); // [batch, len, vocab]
         let flat = logits.reshape([batch.size * batch.len, vocab.size()]);
         let predicted: Vec<i64> = flat.clone().argmax(1).to_data().iter::<i64>().collect();
-        let answer_tokens = batch.target_ids.iter().filter(|&&t| t != 0).count();
+        let answer_tokens = batch.answer_ids.iter().filter(|&&t| t != 0).count();
         let loss = f64::from(loss_fn.forward(flat, batch.targets).into_scalar::<f32>());
         loss_sum += loss * answer_tokens as f64;
         tokens += answer_tokens;
         for row in 0..batch.size {
             let span = row * batch.len..(row + 1) * batch.len;
             let mut all_right = true;
-            for (t, p) in batch.target_ids[span.clone()].iter().zip(&predicted[span]) {
+            for (t, p) in batch.answer_ids[span.clone()].iter().zip(&predicted[span]) {
                 if *t != 0 {
                     right_tokens += usize::from(t == p);
                     all_right &= t == p;
@@ -84,7 +85,7 @@ pub fn predict(
     device: &Device,
 ) -> Vec<Prediction> {
     let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt(vocab)).collect();
-    let decoded = model.generate(&prompts, max_answer_len, vocab.end(), device);
+    let decoded = model.generate(&prompts, max_answer_len, vocab, device);
     examples
         .iter()
         .zip(decoded)

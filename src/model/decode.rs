@@ -33,7 +33,7 @@ pub fn last_position(logits: Tensor<3>) -> Tensor<2> {
 
 /// Largest batch decoded at once: bounds memory, and is already past the point where larger
 /// batches pay off on a CPU.
-const DECODE_BATCH: usize = 512;
+pub(crate) const DECODE_BATCH: usize = 512;
 
 pub fn greedy<M: Incremental>(
     model: &M,

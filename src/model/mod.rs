@@ -1,52 +1,169 @@
-//! Models behind one contract: `forward` gives next-token logits for a batch of records,
+//! Models behind one contract: `forward` gives logits aligned with a batch's targets,
 //! `generate` writes an answer after each prompt. One file per architecture; adding one
 //! means a new file, a variant here and a match arm in each method.
 
 pub mod decode;
+mod embed;
+
+mod bert;
+mod gpt;
 mod gru;
 mod lstm;
+mod tra;
 
+pub use bert::Bert;
 pub use decode::Decoded;
+pub use gpt::Gpt;
 pub use gru::GruLm;
 pub use lstm::LstmLm;
+pub use tra::Tra;
 
-use crate::spec::{Arch, ModelSpec};
+use crate::data::batcher::{Batch, Layout};
+use crate::data::Vocab;
+use crate::spec::{Arch, LossOn, Spec};
 use burn::prelude::*;
 
+// One model lives per run and is moved, not copied in bulk: variant sizes do not matter,
+// and burn's Module derive does not see through a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Model {
     Gru(GruLm),
     Lstm(LstmLm),
+    Tra(Tra),
+    Gpt(Gpt),
+    Ber(Bert),
 }
 
 impl Model {
-    pub fn init(spec: &ModelSpec, vocab_size: usize, device: &Device) -> Self {
-        match spec.arch {
-            Arch::Gru => Model::Gru(GruLm::init(spec, vocab_size, device)),
-            Arch::Lstm => Model::Lstm(LstmLm::init(spec, vocab_size, device)),
+    pub fn init(spec: &Spec, vocab_size: usize, device: &Device) -> Self {
+        let m = &spec.model;
+        let positions = spec.max_positions();
+        match m.arch {
+            Arch::Gru => Model::Gru(GruLm::init(m, vocab_size, device)),
+            Arch::Lstm => Model::Lstm(LstmLm::init(m, vocab_size, device)),
+            Arch::Tra => Model::Tra(Tra::init(m, vocab_size, positions, device)),
+            Arch::Gpt => Model::Gpt(Gpt::init(m, vocab_size, positions, device)),
+            Arch::Ber => Model::Ber(Bert::init(m, vocab_size, positions, device)),
         }
     }
 
     /// # Shapes
-    /// tokens [batch, len] -> logits [batch, len, vocab]
-    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+    /// batch tokens [batch, len] (and source) -> logits [batch, len, vocab]
+    pub fn forward(&self, batch: &Batch) -> Tensor<3> {
+        let tokens = batch.tokens.clone();
         match self {
             Model::Gru(m) => m.forward(tokens),
             Model::Lstm(m) => m.forward(tokens),
+            Model::Gpt(m) => m.forward(tokens),
+            Model::Ber(m) => m.forward(tokens),
+            Model::Tra(m) => {
+                let source = batch
+                    .source
+                    .clone()
+                    .expect("encoder-decoder batches always carry a source");
+                m.forward(source, tokens)
+            }
         }
     }
 
-    /// Greedy answers for each prompt, at most `max_new` tokens including `end`.
+    /// Greedy answers for each prompt (`input` + prefix + `,output`), at most `max_new`
+    /// tokens including `end`.
     pub fn generate(
         &self,
         prompts: &[Vec<u32>],
         max_new: usize,
-        end: u32,
+        vocab: &Vocab,
         device: &Device,
     ) -> Vec<Decoded> {
+        let end = vocab.end();
         match self {
             Model::Gru(m) => decode::greedy(m, prompts, max_new, end, device),
             Model::Lstm(m) => decode::greedy(m, prompts, max_new, end, device),
+            Model::Gpt(m) => decode::greedy(m, prompts, max_new, end, device),
+            Model::Tra(m) => decode::greedy(m, prompts, max_new, end, device),
+            Model::Ber(m) => m.fill(prompts, max_new, mask_id(vocab), end, device),
+        }
+    }
+}
+
+/// The mask token of masked-LM models: the first id after the vocabulary.
+pub fn mask_id(vocab: &Vocab) -> u32 {
+    vocab.size() as u32
+}
+
+/// How the spec's architecture reads a record.
+pub fn layout(spec: &Spec, vocab: &Vocab) -> Layout {
+    match spec.model.arch {
+        Arch::Gru | Arch::Lstm | Arch::Gpt => Layout::NextToken {
+            loss_on_all: spec.train.loss_on == LossOn::All,
+        },
+        Arch::Tra => Layout::EncoderDecoder,
+        Arch::Ber => Layout::Masked {
+            slots: spec.max_answer_len(),
+            mask_id: mask_id(vocab),
+            mlm_prob: spec.model.mlm_prob,
+        },
+    }
+}
+
+/// The longest sequence the model can read, for attention models (recurrent ones have none).
+pub fn position_limit(spec: &Spec) -> Option<usize> {
+    (!spec.model.arch.is_recurrent()).then(|| spec.max_positions())
+}
+
+/// How many tokens to decode after a prompt: `wanted`, except that a masked LM fills exactly
+/// the slots it was trained with.
+pub fn answer_budget(spec: &Spec, wanted: usize) -> usize {
+    match spec.model.arch {
+        Arch::Ber => spec.max_answer_len(),
+        _ => wanted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::batcher::make_batch;
+    use crate::data::dataset;
+
+    fn tiny(arch: Arch) -> Spec {
+        let mut spec = Spec::default();
+        spec.model.arch = arch;
+        spec.model.d_embed = 8;
+        spec.model.d_hidden = 8;
+        spec.model.d_model = 8;
+        spec.model.n_heads = 2;
+        spec.model.d_ff = 16;
+        spec.model.n_layers = 2;
+        spec.model.n_enc_layers = 1;
+        spec.model.n_dec_layers = 1;
+        spec
+    }
+
+    #[test]
+    fn every_architecture_gives_logits_aligned_with_its_targets() {
+        let device = Device::flex();
+        for arch in [Arch::Gru, Arch::Lstm, Arch::Tra, Arch::Gpt, Arch::Ber] {
+            let spec = tiny(arch);
+            let vocab = dataset::vocab(&spec);
+            let examples = dataset::fresh(&spec, &vocab, 5, 1);
+            let refs: Vec<&crate::data::Example> = examples.iter().collect();
+            let batch = make_batch(&refs, &vocab, layout(&spec, &vocab), &device, None);
+            let model = Model::init(&spec, vocab.size(), &device);
+            let logits = model.forward(&batch);
+            assert_eq!(
+                logits.dims(),
+                [5, batch.len, vocab.size()],
+                "{}",
+                arch.name()
+            );
+            let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt(&vocab)).collect();
+            let decoded = model.generate(&prompts, spec.max_answer_len(), &vocab, &device);
+            assert_eq!(decoded.len(), 5);
+            assert!(decoded
+                .iter()
+                .all(|d| d.tokens.len() <= spec.max_answer_len()));
         }
     }
 }

@@ -10,7 +10,7 @@ mod load;
 mod validate;
 
 pub use duration::parse_duration;
-pub use load::{known_keys, load, parse_override, resolve_path, Resolved};
+pub use load::{describe_configs, known_keys, load, parse_override, resolve_path, Resolved};
 pub use validate::validate;
 
 use serde::{Deserialize, Serialize};
@@ -110,6 +110,14 @@ impl Default for DataSpec {
 pub enum Arch {
     Gru,
     Lstm,
+    /// Encoder-decoder Transformer.
+    #[serde(alias = "transformer")]
+    Tra,
+    /// Decoder-only causal Transformer.
+    Gpt,
+    /// Bidirectional encoder trained as a masked language model.
+    #[serde(alias = "bert")]
+    Ber,
 }
 
 impl Arch {
@@ -117,19 +125,60 @@ impl Arch {
         match self {
             Arch::Gru => "gru",
             Arch::Lstm => "lstm",
+            Arch::Tra => "tra",
+            Arch::Gpt => "gpt",
+            Arch::Ber => "ber",
         }
     }
+
+    pub fn is_recurrent(self) -> bool {
+        matches!(self, Arch::Gru | Arch::Lstm)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PosEncoding {
+    Learned,
+    Sinusoidal,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LossOn {
+    /// Closers and the final `,` only.
+    Answer,
+    /// Every next token of the record (gpt only): the prefix too, as language modelling.
+    All,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSpec {
     pub arch: Arch,
+    /// gru, lstm: embedding width and units per layer.
     pub d_embed: usize,
     pub d_hidden: usize,
+    /// gru, lstm, gpt, ber: stacked layers.
     pub n_layers: usize,
-    /// Applied between stacked recurrent layers and before the head.
+    /// Between recurrent layers and before the head; inside Transformer blocks.
     pub dropout: f64,
+    /// tra, gpt, ber: model width, attention heads (must divide d_model), feed-forward width.
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub d_ff: usize,
+    /// tra: encoder and decoder layers.
+    pub n_enc_layers: usize,
+    pub n_dec_layers: usize,
+    /// tra, gpt, ber: `learned` or `sinusoidal` positions.
+    pub pos_encoding: PosEncoding,
+    /// Pre-norm blocks (more stable at small sizes and high learning rates).
+    pub norm_first: bool,
+    /// Positions the model can read; 0 = exactly what the data needs
+    /// (`data.max_len + eval.max_answer_len + 2`).
+    pub max_positions: usize,
+    /// ber: probability of also masking each prefix bracket in training (self-supervised).
+    pub mlm_prob: f64,
 }
 
 impl Default for ModelSpec {
@@ -140,6 +189,15 @@ impl Default for ModelSpec {
             d_hidden: 128,
             n_layers: 1,
             dropout: 0.0,
+            d_model: 64,
+            n_heads: 4,
+            d_ff: 256,
+            n_enc_layers: 2,
+            n_dec_layers: 2,
+            pos_encoding: PosEncoding::Learned,
+            norm_first: true,
+            max_positions: 0,
+            mlm_prob: 0.0,
         }
     }
 }
@@ -183,6 +241,8 @@ pub struct TrainSpec {
     pub patience: u32,
     /// Stop when val_exact reaches this.
     pub target_exact: f64,
+    /// gpt: `answer` (closers and `,`) or `all` (every next token).
+    pub loss_on: LossOn,
 }
 
 impl Default for TrainSpec {
@@ -200,6 +260,7 @@ impl Default for TrainSpec {
             eval_every: EvalEvery::Time("5s".into()),
             patience: 0,
             target_exact: 1.0,
+            loss_on: LossOn::Answer,
         }
     }
 }
@@ -232,6 +293,20 @@ impl Spec {
     pub fn max_answer_len(&self) -> usize {
         match self.eval.max_answer_len {
             0 => self.data.max_depth + 1,
+            n => n,
+        }
+    }
+
+    /// Longest sequence any model reads: `input`, the prefix, `,output`, and the answer
+    /// (or as many mask slots).
+    pub fn positions_needed(&self) -> usize {
+        self.data.max_len + 2 + self.max_answer_len()
+    }
+
+    /// The positional table size of attention models.
+    pub fn max_positions(&self) -> usize {
+        match self.model.max_positions {
+            0 => self.positions_needed(),
             n => n,
         }
     }

@@ -1,7 +1,7 @@
 //! Checks that burn would otherwise turn into a panic deep inside, or a run that silently
 //! means nothing. Each failure names the key and what is allowed.
 
-use super::{parse_duration, EvalEvery, Spec, SpecError};
+use super::{parse_duration, Arch, EvalEvery, LossOn, Spec, SpecError};
 use std::collections::HashSet;
 
 const DEVICES: &str = "\"cpu\" (burn-flex), \"ndarray\", \"cuda\" or \"cuda:N\"";
@@ -37,11 +37,7 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
         );
     }
 
-    let m = &spec.model;
-    positive("model.d_embed", m.d_embed)?;
-    positive("model.d_hidden", m.d_hidden)?;
-    positive("model.n_layers", m.n_layers)?;
-    unit_interval("model.dropout", m.dropout, false)?;
+    check_model(spec)?;
 
     let t = &spec.train;
     if let Err(e) = parse_duration(&t.budget) {
@@ -81,6 +77,75 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
     }
     positive("eval.samples", spec.eval.samples)?;
     Ok(())
+}
+
+fn check_model(spec: &Spec) -> Result<(), SpecError> {
+    let m = &spec.model;
+    let fail = |key: &str, message: String| Err(SpecError::new("", Some(key), message));
+    unit_interval("model.dropout", m.dropout, false)?;
+    unit_interval("model.mlm_prob", m.mlm_prob, false)?;
+    if m.mlm_prob > 0.0 && m.arch != Arch::Ber {
+        return fail(
+            "model.mlm_prob",
+            format!("is only used by arch = \"ber\", not \"{}\"", m.arch.name()),
+        );
+    }
+    if spec.train.loss_on == LossOn::All && matches!(m.arch, Arch::Tra | Arch::Ber) {
+        return fail(
+            "train.loss_on",
+            format!(
+                "\"all\" needs a next-token model (gpt, gru, lstm), not \"{}\"",
+                m.arch.name()
+            ),
+        );
+    }
+    if m.arch.is_recurrent() {
+        positive("model.d_embed", m.d_embed)?;
+        positive("model.d_hidden", m.d_hidden)?;
+        return positive("model.n_layers", m.n_layers);
+    }
+    positive("model.d_model", m.d_model)?;
+    positive("model.n_heads", m.n_heads)?;
+    positive("model.d_ff", m.d_ff)?;
+    if !m.d_model.is_multiple_of(m.n_heads) {
+        return fail(
+            "model.n_heads",
+            format!(
+                "{} heads do not divide d_model = {}; use a divisor of d_model (e.g. {})",
+                m.n_heads,
+                m.d_model,
+                divisors(m.d_model)
+            ),
+        );
+    }
+    if m.arch == Arch::Tra {
+        positive("model.n_enc_layers", m.n_enc_layers)?;
+        positive("model.n_dec_layers", m.n_dec_layers)?;
+    } else {
+        positive("model.n_layers", m.n_layers)?;
+    }
+    let needed = spec.positions_needed();
+    if m.max_positions != 0 && m.max_positions < needed {
+        return fail(
+            "model.max_positions",
+            format!(
+                "{} positions cannot hold the longest sequence: data.max_len ({}) + 2 + \
+                 eval.max_answer_len ({}) = {needed}; use at least {needed}, or 0 for exactly that",
+                m.max_positions,
+                spec.data.max_len,
+                spec.max_answer_len()
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn divisors(n: usize) -> String {
+    let ds: Vec<String> = (1..=n.min(64))
+        .filter(|d| n.is_multiple_of(*d))
+        .map(|d| d.to_string())
+        .collect();
+    ds.join(", ")
 }
 
 fn positive(key: &str, value: usize) -> Result<(), SpecError> {
@@ -232,6 +297,42 @@ mod tests {
             (
                 "eval.max_answer_len",
                 Box::new(|s| s.eval.max_answer_len = 3),
+            ),
+            (
+                "model.n_heads",
+                Box::new(|s| {
+                    s.model.arch = Arch::Gpt;
+                    s.model.n_heads = 5;
+                }),
+            ),
+            (
+                "model.n_heads",
+                Box::new(|s| {
+                    s.model.arch = Arch::Tra;
+                    s.model.n_heads = 0;
+                }),
+            ),
+            (
+                "model.max_positions",
+                Box::new(|s| {
+                    s.model.arch = Arch::Ber;
+                    s.model.max_positions = 20;
+                }),
+            ),
+            (
+                "model.n_enc_layers",
+                Box::new(|s| {
+                    s.model.arch = Arch::Tra;
+                    s.model.n_enc_layers = 0;
+                }),
+            ),
+            ("model.mlm_prob", Box::new(|s| s.model.mlm_prob = 0.15)),
+            (
+                "train.loss_on",
+                Box::new(|s| {
+                    s.model.arch = Arch::Ber;
+                    s.train.loss_on = LossOn::All;
+                }),
             ),
         ];
         for (key, edit) in cases {

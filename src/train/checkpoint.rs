@@ -114,7 +114,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
     .with_context(|| format!("'{}' is corrupt", state_path.display()))?;
     let vocab = crate::data::dataset::vocab(&spec);
     let model_path = dir.join(MODEL_FILE);
-    let model = Model::init(&spec.model, vocab.size(), device)
+    let model = Model::init(&spec, vocab.size(), device)
         .try_load_file(&model_path)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| {

@@ -138,7 +138,9 @@ impl<'a> Loop<'a> {
         let spec = self.spec;
         let t = &spec.train;
         self.device.seed(spec.experiment.seed);
-        let mut model = Model::init(&spec.model, self.vocab.size(), self.device);
+        let mut model = Model::init(spec, self.vocab.size(), self.device);
+        let layout = crate::model::layout(spec, self.vocab);
+        let mut noise = rand_chacha::ChaCha8Rng::seed_from_u64(spec.experiment.seed ^ 0x0005_EED5);
         let mut optim = optimiser(spec);
         let loss_fn = CrossEntropyLossConfig::new()
             .with_pad_tokens(Some(vec![PAD as usize]))
@@ -156,8 +158,8 @@ impl<'a> Loop<'a> {
                 let lr = self.schedule.lr(step, self.progress(step));
                 let refs: Vec<&crate::data::Example> =
                     indices.iter().map(|&i| &self.splits.train[i]).collect();
-                let batch = make_batch(&refs, self.vocab, self.device);
-                let logits = model.forward(batch.tokens);
+                let batch = make_batch(&refs, self.vocab, layout, self.device, Some(&mut noise));
+                let logits = model.forward(&batch);
                 let loss = loss_fn.forward(
                     logits.reshape([batch.size * batch.len, self.vocab.size()]),
                     batch.targets,
@@ -275,6 +277,7 @@ impl<'a> Loop<'a> {
             &valid,
             &self.splits.val,
             self.vocab,
+            crate::model::layout(self.spec, self.vocab),
             &valid_device(self.device),
         );
         row.val_loss = loss;

@@ -1,0 +1,53 @@
+//! Token embeddings plus positions, shared by the attention models.
+
+use crate::spec::{ModelSpec, PosEncoding};
+use burn::nn::{Embedding, EmbeddingConfig, PositionalEncoding, PositionalEncodingConfig};
+use burn::prelude::*;
+
+#[allow(clippy::large_enum_variant)] // one per model
+#[derive(Module, Debug)]
+pub enum Positions {
+    Learned(Embedding),
+    Sinusoidal(PositionalEncoding),
+}
+
+#[derive(Module, Debug)]
+pub struct TokenEmbedding {
+    tokens: Embedding,
+    positions: Positions,
+}
+
+impl TokenEmbedding {
+    /// `n_tokens` embedding rows; positions `0..max_positions`.
+    pub fn init(spec: &ModelSpec, n_tokens: usize, max_positions: usize, device: &Device) -> Self {
+        let positions = match spec.pos_encoding {
+            PosEncoding::Learned => {
+                Positions::Learned(EmbeddingConfig::new(max_positions, spec.d_model).init(device))
+            }
+            PosEncoding::Sinusoidal => Positions::Sinusoidal(
+                PositionalEncodingConfig::new(spec.d_model)
+                    .with_max_sequence_size(max_positions)
+                    .init(device),
+            ),
+        };
+        Self {
+            tokens: EmbeddingConfig::new(n_tokens, spec.d_model).init(device),
+            positions,
+        }
+    }
+
+    /// # Shapes
+    /// tokens [batch, len] -> [batch, len, d_model]
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let [_, len] = tokens.dims();
+        let device = tokens.device();
+        let x = self.tokens.forward(tokens);
+        match &self.positions {
+            Positions::Learned(table) => {
+                let index = Tensor::<1, Int>::arange(0..len as i64, &device).reshape([1, len]);
+                x + table.forward(index) // [1, len, d_model] broadcast over the batch
+            }
+            Positions::Sinusoidal(encoding) => encoding.forward(x),
+        }
+    }
+}

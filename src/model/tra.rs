@@ -1,0 +1,121 @@
+//! Encoder-decoder Transformer: the encoder reads `input` + prefix; the decoder starts
+//! from `,output` and writes the closers and the final `,`, attending to the encoder.
+
+use super::decode::{last_position, Incremental};
+use super::embed::TokenEmbedding;
+use crate::data::vocab::PAD;
+use crate::spec::ModelSpec;
+use burn::nn::attention::generate_autoregressive_mask;
+use burn::nn::transformer::{
+    TransformerDecoder, TransformerDecoderAutoregressiveCache, TransformerDecoderConfig,
+    TransformerDecoderInput, TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+
+#[derive(Module, Debug)]
+pub struct Tra {
+    source_embed: TokenEmbedding,
+    target_embed: TokenEmbedding,
+    encoder: TransformerEncoder,
+    decoder: TransformerDecoder,
+    norm: LayerNorm,
+    head: Linear,
+}
+
+impl Tra {
+    pub fn init(
+        spec: &ModelSpec,
+        vocab_size: usize,
+        max_positions: usize,
+        device: &Device,
+    ) -> Self {
+        Self {
+            source_embed: TokenEmbedding::init(spec, vocab_size, max_positions, device),
+            target_embed: TokenEmbedding::init(spec, vocab_size, max_positions, device),
+            encoder: TransformerEncoderConfig::new(
+                spec.d_model,
+                spec.d_ff,
+                spec.n_heads,
+                spec.n_enc_layers,
+            )
+            .with_dropout(spec.dropout)
+            .with_norm_first(spec.norm_first)
+            .init(device),
+            decoder: TransformerDecoderConfig::new(
+                spec.d_model,
+                spec.d_ff,
+                spec.n_heads,
+                spec.n_dec_layers,
+            )
+            .with_dropout(spec.dropout)
+            .with_norm_first(spec.norm_first)
+            .init(device),
+            norm: LayerNormConfig::new(spec.d_model).init(device),
+            head: LinearConfig::new(spec.d_model, vocab_size).init(device),
+        }
+    }
+
+    /// # Shapes
+    /// source [batch, src_len], tokens [batch, len] -> logits [batch, len, vocab]
+    pub fn forward(&self, source: Tensor<2, Int>, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let (memory, source_pad) = self.encode(source);
+        let [batch, len] = tokens.dims();
+        let causal = generate_autoregressive_mask(batch, len, &tokens.device());
+        let input = TransformerDecoderInput::new(self.target_embed.forward(tokens), memory)
+            .target_mask_attn(causal)
+            .memory_mask_pad(source_pad);
+        self.head
+            .forward(self.norm.forward(self.decoder.forward(input)))
+    }
+
+    /// Memory [batch, src_len, d_model] and the source padding mask (true = padding).
+    fn encode(&self, source: Tensor<2, Int>) -> (Tensor<3>, Tensor<2, Bool>) {
+        let pad = source.clone().equal_elem(PAD as i64);
+        let x = self.source_embed.forward(source);
+        let memory = self
+            .encoder
+            .forward(TransformerEncoderInput::new(x).mask_pad(pad.clone()));
+        (memory, pad)
+    }
+
+    fn cached(&self, state: &mut TraState) -> Tensor<2> {
+        let [batch, len] = state.tokens.dims();
+        let causal = generate_autoregressive_mask(batch, len, &state.tokens.device());
+        let x = self.target_embed.forward(state.tokens.clone());
+        let input = TransformerDecoderInput::new(x, state.memory.clone()).target_mask_attn(causal);
+        let out = self
+            .decoder
+            .forward_autoregressive_inference(input, &mut state.cache);
+        last_position(self.head.forward(self.norm.forward(out)))
+    }
+}
+
+pub struct TraState {
+    memory: Tensor<3>,
+    tokens: Tensor<2, Int>,
+    cache: TransformerDecoderAutoregressiveCache,
+}
+
+impl Incremental for Tra {
+    type State = TraState;
+
+    /// The prompt's last token (`,output`) starts the decoder; the rest is the source.
+    fn prefill(&self, prompt: Tensor<2, Int>) -> (Tensor<2>, TraState) {
+        let [batch, len] = prompt.dims();
+        let source = prompt.clone().slice([0..batch, 0..len - 1]);
+        let tokens = prompt.slice([0..batch, len - 1..len]);
+        let (memory, _) = self.encode(source);
+        let mut state = TraState {
+            memory,
+            tokens,
+            cache: self.decoder.new_autoregressive_cache(),
+        };
+        (self.cached(&mut state), state)
+    }
+
+    fn step(&self, next: Tensor<2, Int>, mut state: TraState) -> (Tensor<2>, TraState) {
+        state.tokens = Tensor::cat(vec![state.tokens, next], 1);
+        (self.cached(&mut state), state)
+    }
+}
