@@ -1,20 +1,19 @@
 //! One function per subcommand: load and check input, then do the work, then print.
 
-use crate::artifacts::{create_run_dir, write_atomic, write_json, RunPaths};
-use crate::cli::{Cli, Command};
-use crate::data::dataset::{self, Splits};
+use crate::artifacts::{create_run_dir, write_atomic, RunPaths};
+use crate::cli::{Cli, Command, StudyCommand};
+use crate::data::dataset;
 use crate::data::Vocab;
 use crate::eval::{self, EvalReport};
-use crate::runs::{self, Summary};
-use crate::spec::{self, Resolved, Spec};
+use crate::run::{execute, prepare};
+use crate::runs;
+use crate::spec::{self, Spec};
+use crate::sweep;
 use crate::train::{self, checkpoint};
-use crate::{backend, logging};
 use anyhow::{Context, Result};
-use burn::module::Module;
 use burn::prelude::Device;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tracing::info;
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -54,6 +53,35 @@ pub fn run(cli: Cli) -> Result<()> {
             out,
             overrides,
         } => score(&configs, fresh, &out, &overrides),
+        Command::Sweep {
+            spec,
+            overrides,
+            jobs,
+            dry_run,
+            allow_space_change,
+            worker,
+        } => sweep::sweep(sweep::SweepArgs {
+            spec,
+            overrides,
+            jobs,
+            dry_run,
+            allow_space_change,
+            worker,
+        }),
+        Command::Study { command } => match command {
+            StudyCommand::Show { dir } => {
+                print!("{}", sweep::show(&dir)?);
+                Ok(())
+            }
+            StudyCommand::Best { dir } => {
+                let path = sweep::best_path(&dir);
+                if !path.is_file() {
+                    anyhow::bail!("'{}' has no best trial yet", dir.display());
+                }
+                println!("{}", path.display());
+                Ok(())
+            }
+        },
         Command::Configs { dir } => {
             print!("{}", spec::describe_configs(&dir)?);
             Ok(())
@@ -65,95 +93,13 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Everything that can be checked before a file is written: the spec, the dataset size,
-/// and the device this build supports.
-fn prepare(arg: &str, overrides: &[String]) -> Result<(Resolved, Device)> {
-    let resolved = spec::load(arg, overrides)?;
-    let origin = resolved.path.display().to_string();
-    dataset::check_capacity(&resolved.spec, &origin)?;
-    let device = backend::device(&resolved.spec.experiment.device).map_err(|mut e| {
-        e.origin = origin.clone();
-        e
-    })?;
-    Ok((resolved, device))
-}
-
 /// `runner run`: returns the run directory.
 pub fn run_spec(arg: &str, overrides: &[String]) -> Result<PathBuf> {
     let started = Instant::now();
     let (resolved, device) = prepare(arg, overrides)?;
     let spec = &resolved.spec;
-    backend::set_threads(spec.experiment.threads);
     let root = create_run_dir(Path::new(&spec.experiment.out_dir), &spec.experiment.name)?;
-    let run = RunPaths::new(&root);
-    write_atomic(&run.resolved(), spec.to_toml().as_bytes())?;
-    logging::log_to_file(&run.log())
-        .with_context(|| format!("opening '{}'", run.log().display()))?;
-    info!(
-        spec = %resolved.path.display(),
-        run_dir = %root.display(),
-        arch = spec.model.arch.name(),
-        budget = %spec.train.budget,
-        "run"
-    );
-    for o in &resolved.overrides {
-        info!(override_ = %o, "override");
-    }
-
-    let vocab = dataset::vocab(spec);
-    let splits = dataset::build_splits(spec, &vocab)?;
-    dataset::save(&run.dataset(), &splits, &vocab)?;
-    info!(
-        train = splits.train.len(),
-        val = splits.val.len(),
-        test = splits.test.len(),
-        "dataset"
-    );
-
-    let train_device = device.clone().autodiff();
-    let report = train::fit(spec, &vocab, &splits, &train_device, &run, started)?;
-    let params = report
-        .best_model
-        .as_ref()
-        .map(|m| m.num_params())
-        .unwrap_or_else(|| crate::model::Model::init(spec, vocab.size(), &device).num_params());
-    let test = match &report.best_model {
-        Some(model) => Some(final_test(model, spec, &vocab, &splits, &device, &run)?),
-        None => None,
-    };
-    let summary = Summary {
-        name: spec.experiment.name.clone(),
-        run_id: root
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        arch: spec.model.arch.name().into(),
-        status: report.status,
-        stop_reason: report.stop_reason.clone(),
-        best_val_exact: report.best.as_ref().map(|b| b.val_exact),
-        best_step: report.best.as_ref().map(|b| b.step),
-        test_exact: test.as_ref().map(|t| t.exact_match),
-        test_correct: test.as_ref().map(|t| t.correct),
-        test_total: splits.test.len(),
-        steps: report.steps,
-        epochs: report.epochs,
-        samples: report.samples,
-        wall_s: started.elapsed().as_secs_f64(),
-        train_s: report.train_s,
-        samples_per_s: report.samples as f64 / report.train_s.max(1e-9),
-        params,
-        backend: backend::describe(&spec.experiment.device),
-        threads: spec.experiment.threads,
-    };
-    write_json(&run.summary(), &summary)?;
-    info!(
-        status = ?summary.status,
-        best_val_exact = ?summary.best_val_exact,
-        test_exact = ?summary.test_exact,
-        steps = summary.steps,
-        wall_s = format!("{:.1}", summary.wall_s),
-        "done"
-    );
+    let summary = execute(&resolved, &device, &root, started, &mut train::Unobserved)?;
     println!("run directory: {}", root.display());
     println!(
         "status: {} ({}), steps {}, {:.0} samples/s, wall {:.1}s",
@@ -165,26 +111,13 @@ pub fn run_spec(arg: &str, overrides: &[String]) -> Result<PathBuf> {
         summary.samples_per_s,
         summary.wall_s
     );
-    if let Some(t) = &test {
-        println!("test {}", t.headline());
+    if let (Some(exact), Some(correct)) = (summary.test_exact, summary.test_correct) {
+        println!(
+            "test exact_match: {exact:.4} ({correct}/{})",
+            summary.test_total
+        );
     }
     Ok(root)
-}
-
-/// Greedy decoding of the test split with the best model; writes eval.csv and report.txt.
-fn final_test(
-    model: &crate::model::Model,
-    spec: &Spec,
-    vocab: &Vocab,
-    splits: &Splits,
-    device: &Device,
-    run: &RunPaths,
-) -> Result<EvalReport> {
-    let model = model.clone().to_device(device);
-    let predictions = eval::predict(&model, &splits.test, vocab, spec.max_answer_len(), device);
-    let report = EvalReport::from_predictions(&predictions);
-    eval::write_outputs(&run.root, &predictions, &report)?;
-    Ok(report)
 }
 
 /// `runner data`: generate and save the dataset only.

@@ -79,6 +79,29 @@ pub enum Command {
         #[arg(long = "set")]
         overrides: Vec<String>,
     },
+    /// Hyperparameter search over `[sweep.space]`; resumes the study if it exists.
+    Sweep {
+        spec: String,
+        /// Overrides as key.path=value (sweep.* keys included).
+        overrides: Vec<String>,
+        /// Trials at once, as worker processes (default: sweep.jobs).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Print the space, the trial count and a time estimate; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Resume even though the space differs from the study's.
+        #[arg(long)]
+        allow_space_change: bool,
+        /// Internal: run as a worker of a parent sweep.
+        #[arg(long, hide = true)]
+        worker: bool,
+    },
+    /// Inspect a study directory.
+    Study {
+        #[command(subcommand)]
+        command: StudyCommand,
+    },
     /// List the configs in a directory with their one-line descriptions.
     Configs {
         #[arg(default_value = "configs")]
@@ -90,4 +113,12 @@ pub enum Command {
         #[arg(default_value = "experiments")]
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StudyCommand {
+    /// Best trial, top trials, counts by state, failures.
+    Show { dir: PathBuf },
+    /// Print the path of best_trial.toml (runnable with `runner run`).
+    Best { dir: PathBuf },
 }

@@ -8,8 +8,10 @@ pub mod data;
 pub mod eval;
 pub mod logging;
 pub mod model;
+pub mod run;
 pub mod runs;
 pub mod spec;
+pub mod sweep;
 pub mod train;
 
 /// Exit code for an error: 2 for bad user input (spec, overrides, eval data), 1 otherwise.

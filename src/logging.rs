@@ -5,6 +5,7 @@ use indicatif::ProgressBar;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
@@ -12,6 +13,16 @@ use tracing_subscriber::EnvFilter;
 
 static LOG_FILE: Mutex<Option<File>> = Mutex::new(None);
 static BAR: OnceLock<Mutex<Option<ProgressBar>>> = OnceLock::new();
+static TRAINING_BAR: AtomicBool = AtomicBool::new(true);
+
+/// Whether training shows its own progress bar (a sweep shows one over trials instead).
+pub fn set_training_bar(show: bool) {
+    TRAINING_BAR.store(show, Ordering::Relaxed);
+}
+
+pub fn training_bar() -> bool {
+    TRAINING_BAR.load(Ordering::Relaxed)
+}
 
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
 pub fn init() {

@@ -16,6 +16,8 @@ pub struct Summary {
     pub stop_reason: String,
     pub best_val_exact: Option<f64>,
     pub best_step: Option<u64>,
+    /// Lowest validation loss of any evaluation.
+    pub best_val_loss: Option<f64>,
     /// Greedy exact match of the best checkpoint on the test split.
     pub test_exact: Option<f64>,
     pub test_correct: Option<usize>,

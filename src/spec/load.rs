@@ -110,7 +110,12 @@ pub fn parse_override(raw: &str) -> Result<(String, toml::Value), SpecError> {
 
 /// Every leaf key of a spec, dotted (`train.lr`), in file order.
 pub fn known_keys() -> Vec<String> {
-    let value = toml::Value::try_from(Spec::default()).expect("a Spec serialises");
+    let mut value = toml::Value::try_from(Spec::default()).expect("a Spec serialises");
+    // The sweep section is left out of a default spec's TOML; its keys exist all the same.
+    let sweep = toml::Value::try_from(super::SweepSpec::default()).expect("a SweepSpec serialises");
+    if let toml::Value::Table(sections) = &mut value {
+        sections.insert("sweep".into(), sweep);
+    }
     let mut keys = Vec::new();
     if let toml::Value::Table(sections) = value {
         for (section, fields) in sections {

@@ -46,6 +46,9 @@ pub struct Spec {
     pub model: ModelSpec,
     pub train: TrainSpec,
     pub eval: EvalSpec,
+    /// Only `runner sweep` reads it; left out of a plain run's resolved spec.
+    #[serde(skip_serializing_if = "SweepSpec::is_default")]
+    pub sweep: SweepSpec,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -280,6 +283,107 @@ impl Default for EvalSpec {
             samples: 100,
             max_answer_len: 0,
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    Tpe,
+    Random,
+    Grid,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PrunerKind {
+    None,
+    Median,
+    Asha,
+}
+
+/// What a study optimises, read from each trial's metrics.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// Best validation exact match (maximise).
+    ValExact,
+    /// Lowest validation loss (minimise).
+    ValLoss,
+}
+
+impl Objective {
+    pub fn maximise(self) -> bool {
+        matches!(self, Objective::ValExact)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::ValExact => "val_exact",
+            Objective::ValLoss => "val_loss",
+        }
+    }
+}
+
+/// One searchable key: exactly one of `int`, `float` or `choice`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int: Option<[i64; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub float: Option<[f64; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<Vec<toml::Value>>,
+    /// Sample on a log scale (int and float ranges only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log: bool,
+    /// Grid sampler: points per numeric range (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SweepSpec {
+    /// Total trials of the study, across resumes and workers.
+    pub trials: usize,
+    /// Trials run at once (worker processes).
+    pub jobs: usize,
+    pub sampler: SamplerKind,
+    pub seed: u64,
+    pub objective: Objective,
+    pub pruner: PrunerKind,
+    /// Random trials before TPE models the results; completed trials before pruning starts.
+    pub startup_trials: usize,
+    /// Evaluations a trial always gets before it can be pruned.
+    pub prune_warmup_evals: usize,
+    /// ASHA: keep the top 1/reduction_factor at each rung.
+    pub reduction_factor: usize,
+    /// Keyed by the spec's own key paths, e.g. `"train.lr" = { float = [1e-4, 1e-2], log = true }`.
+    pub space: std::collections::BTreeMap<String, ParamSpec>,
+}
+
+impl Default for SweepSpec {
+    fn default() -> Self {
+        Self {
+            trials: 20,
+            jobs: 1,
+            sampler: SamplerKind::Tpe,
+            seed: 42,
+            objective: Objective::ValExact,
+            pruner: PrunerKind::Median,
+            startup_trials: 5,
+            prune_warmup_evals: 2,
+            reduction_factor: 3,
+            space: Default::default(),
+        }
+    }
+}
+
+impl SweepSpec {
+    pub fn is_default(&self) -> bool {
+        self == &Self::default()
     }
 }
 

@@ -55,6 +55,8 @@ pub enum Status {
     TargetReached,
     Diverged,
     Interrupted,
+    /// Stopped by a sweep's pruner.
+    Pruned,
 }
 
 /// What the loop did, for the summary.
@@ -81,10 +83,24 @@ pub fn fit(
     device: &Device,
     run: &RunPaths,
     started: Instant,
+    observer: &mut dyn Observer,
 ) -> Result<FitReport> {
-    let mut lp = Loop::new(spec, vocab, splits, device, run, started);
+    let mut lp = Loop::new(spec, vocab, splits, device, run, started, observer);
     lp.run()
 }
+
+/// Sees every evaluation row as it is written; a sweep's pruner uses this to stop a trial.
+pub trait Observer {
+    /// Returns false to stop the run with status `pruned`.
+    fn on_eval(&mut self, _row: &MetricsRow) -> bool {
+        true
+    }
+}
+
+/// The observer of a plain run.
+pub struct Unobserved;
+
+impl Observer for Unobserved {}
 
 struct Loop<'a> {
     spec: &'a Spec,
@@ -100,6 +116,7 @@ struct Loop<'a> {
     best_model: Option<Model>,
     since_best: u32,
     bar: ProgressBar,
+    observer: &'a mut dyn Observer,
 }
 
 /// Stop decision after a step or an evaluation.
@@ -116,6 +133,7 @@ impl<'a> Loop<'a> {
         device: &'a Device,
         run: &'a RunPaths,
         started: Instant,
+        observer: &'a mut dyn Observer,
     ) -> Self {
         Self {
             spec,
@@ -131,6 +149,7 @@ impl<'a> Loop<'a> {
             best_model: None,
             since_best: 0,
             bar: progress_bar(spec),
+            observer,
         }
     }
 
@@ -310,8 +329,12 @@ impl<'a> Loop<'a> {
             self.since_best += 1;
         }
         checkpoint::save(&checkpoints, "last", model, optim, &state, self.spec)?;
+        let keep_going = self.observer.on_eval(&row);
         self.rows.push(row);
         write_csv(&self.run.metrics(), &self.rows)?;
+        if !keep_going {
+            return Ok(Stop::Yes(Status::Pruned, "pruned"));
+        }
         let t = &self.spec.train;
         if exact >= t.target_exact {
             return Ok(Stop::Yes(Status::TargetReached, "target"));
@@ -372,6 +395,9 @@ fn progress_bar(spec: &Spec) -> ProgressBar {
     } else {
         spec.budget().as_millis() as u64
     };
+    if !crate::logging::training_bar() {
+        return ProgressBar::hidden();
+    }
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template(

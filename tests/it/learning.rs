@@ -39,7 +39,16 @@ fn fit(
     let splits = dataset::build_splits(spec, &vocab).unwrap();
     let run = RunPaths::new(dir);
     let device = Device::flex().autodiff();
-    let report = train::fit(spec, &vocab, &splits, &device, &run, Instant::now()).unwrap();
+    let report = train::fit(
+        spec,
+        &vocab,
+        &splits,
+        &device,
+        &run,
+        Instant::now(),
+        &mut train::Unobserved,
+    )
+    .unwrap();
     (report, splits.test)
 }
 

@@ -7,3 +7,4 @@ mod bad_input;
 mod configs;
 mod learning;
 mod run_dir;
+mod sweep;

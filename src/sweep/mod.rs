@@ -1,0 +1,479 @@
+//! `runner sweep`: a resumable hyperparameter study. Every trial is a full run in
+//! `experiments/<study>/trials/<number>/`; the study lives in `study.db`. Workers (this
+//! process, `--jobs` child processes, or other `runner sweep` processes on the same study)
+//! claim trials from storage, so a study survives crashes and restarts, and counts its
+//! trials across all of them.
+
+pub mod pruner;
+mod report;
+pub mod sampler;
+pub mod space;
+pub mod storage;
+
+pub use report::{best_path, show};
+
+use crate::run::{execute, prepare};
+use crate::spec::{self, Resolved, SamplerKind, Spec, SpecError};
+use crate::train::{MetricsRow, Observer};
+use anyhow::{Context, Result};
+use burn::prelude::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use pruner::Pruner;
+use rand::SeedableRng;
+use sampler::Observation;
+use space::Space;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use storage::{Outcome, Proposal, Sqlite, Storage, Trial, TrialState, Worker};
+use tracing::{info, warn};
+
+pub struct SweepArgs {
+    pub spec: String,
+    pub overrides: Vec<String>,
+    pub jobs: Option<usize>,
+    pub dry_run: bool,
+    pub allow_space_change: bool,
+    /// Run as one worker of a parent `runner sweep --jobs N`.
+    pub worker: bool,
+}
+
+/// Everything a worker needs, checked once.
+struct Study {
+    args: SweepArgs,
+    resolved: Resolved,
+    device: Device,
+    space: Space,
+    dir: PathBuf,
+    total: usize,
+}
+
+impl Study {
+    fn spec(&self) -> &Spec {
+        &self.resolved.spec
+    }
+
+    fn db(&self) -> Result<Sqlite> {
+        Sqlite::open(&self.dir.join("study.db"))
+    }
+}
+
+pub fn sweep(args: SweepArgs) -> Result<()> {
+    let study = open(args)?;
+    if study.args.dry_run {
+        print!("{}", dry_run(&study));
+        return Ok(());
+    }
+    std::fs::create_dir_all(study.dir.join("trials"))
+        .with_context(|| format!("creating study directory '{}'", study.dir.display()))?;
+    let db = study.db()?;
+    let stored = db.open_study(
+        &study.spec().experiment.name,
+        &study.space.fingerprint(),
+        study.spec().sweep.objective.name(),
+    )?;
+    if stored != study.space.fingerprint() && !study.args.allow_space_change {
+        return Err(SpecError::new(
+            study.resolved.path.display().to_string(),
+            Some("sweep.space"),
+            format!(
+                "differs from the space the study in '{}' was created with; resuming would mix \
+                 two searches. Use another experiment.name, or --allow-space-change to go on anyway",
+                study.dir.display()
+            ),
+        )
+        .into());
+    }
+    if study.args.worker {
+        crate::logging::set_training_bar(false);
+        return work(&study, &db);
+    }
+    let jobs = study.args.jobs.unwrap_or(study.spec().sweep.jobs).max(1);
+    info!(study = %study.dir.display(), trials = study.total, jobs, "sweep");
+    let children = spawn_workers(&study, jobs - 1)?;
+    crate::logging::set_training_bar(false);
+    let done = Arc::new(AtomicBool::new(false));
+    let monitor = spawn_monitor(&study, done.clone());
+    let result = work(&study, &db);
+    for (k, mut child) in children.into_iter().enumerate() {
+        let status = child.wait()?;
+        if !status.success() {
+            warn!(
+                worker = k + 1,
+                ?status,
+                "a worker process failed; see its log in the study directory"
+            );
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    let _ = monitor.join();
+    result?;
+    report::write(&study.dir, &db, study.spec().sweep.objective)?;
+    print!("{}", show(&study.dir)?);
+    Ok(())
+}
+
+/// Loads the spec and the space, and checks every edge of the space against the base spec
+/// before anything runs.
+fn open(args: SweepArgs) -> Result<Study> {
+    let (resolved, device) = prepare(&args.spec, &args.overrides)?;
+    let origin = resolved.path.display().to_string();
+    let space = Space::from_spec(&resolved.spec.sweep, &origin)?;
+    for (key, value) in space.extremes() {
+        let mut overrides = args.overrides.clone();
+        overrides.push(format!("{key}={value}"));
+        spec::load(&args.spec, &overrides).map_err(|e| {
+            SpecError::new(
+                &origin,
+                Some(&format!("sweep.space.\"{key}\"")),
+                format!("the value {value} does not make a valid spec: {e}"),
+            )
+        })?;
+    }
+    let s = &resolved.spec;
+    let dir = Path::new(&s.experiment.out_dir).join(&s.experiment.name);
+    let total = match s.sweep.sampler {
+        SamplerKind::Grid => s.sweep.trials.min(space.grid().len()),
+        _ => s.sweep.trials,
+    };
+    Ok(Study {
+        args,
+        resolved,
+        device,
+        space,
+        dir,
+        total,
+    })
+}
+
+fn dry_run(study: &Study) -> String {
+    let s = study.spec();
+    let mut out = format!(
+        "study '{}' in {}\nsampler {:?}, pruner {:?}, objective {}\n",
+        s.experiment.name,
+        study.dir.display(),
+        s.sweep.sampler,
+        s.sweep.pruner,
+        s.sweep.objective.name()
+    );
+    for (key, p) in &study.space.params {
+        out.push_str(&format!("  {key}: {p:?}\n"));
+    }
+    if s.sweep.sampler == SamplerKind::Grid {
+        out.push_str(&format!("grid points: {}\n", study.space.grid().len()));
+    }
+    let jobs = study.args.jobs.unwrap_or(s.sweep.jobs).max(1);
+    let rounds = study.total.div_ceil(jobs) as u32;
+    let upper = s.budget().saturating_mul(rounds);
+    out.push_str(&format!(
+        "trials: {} with {jobs} job(s); at most {} ({} per trial, train.budget)\n",
+        study.total,
+        humantime::format_duration(upper),
+        s.train.budget
+    ));
+    out
+}
+
+/// Claims and runs trials until the study has all of them.
+fn work(study: &Study, db: &Sqlite) -> Result<()> {
+    let me = Worker::this_process();
+    while let Some(trial) = db.claim(study.total, &me, &mut |trials| propose(study, trials))? {
+        run_trial(study, db, &trial)?;
+        report::write(&study.dir, db, study.spec().sweep.objective)?;
+    }
+    Ok(())
+}
+
+/// Per-trial seed: a function of the study seed and the trial number only, so parallel and
+/// sequential studies give each trial the same data, initialisation and parameters.
+fn trial_seed(study_seed: u64, number: u64) -> u64 {
+    let mut z = study_seed ^ number.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    // TOML integers are i64: keep the seed within them so it can be written as an override.
+    (z ^ (z >> 31)) & (i64::MAX as u64)
+}
+
+fn propose(study: &Study, trials: &[Trial]) -> Option<Proposal> {
+    let sweep = &study.spec().sweep;
+    let number = trials.iter().map(|t| t.number + 1).max().unwrap_or(0);
+    let seed = trial_seed(sweep.seed, number);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let maximise = sweep.objective.maximise();
+    let (params, grid_index) = match sweep.sampler {
+        SamplerKind::Random => (study.space.sample(&mut rng), None),
+        SamplerKind::Tpe => {
+            let history: Vec<Observation> = trials
+                .iter()
+                .filter(|t| t.state == TrialState::Complete)
+                .filter_map(|t| {
+                    let v = t.value?;
+                    Some(Observation {
+                        params: t.params.clone(),
+                        loss: if maximise { -v } else { v },
+                    })
+                })
+                .collect();
+            let params = sampler::tpe(&study.space, &history, sweep.startup_trials, &mut rng);
+            (params, None)
+        }
+        SamplerKind::Grid => {
+            let used: std::collections::HashSet<u64> =
+                trials.iter().filter_map(|t| t.grid_index).collect();
+            let grid = study.space.grid();
+            let index = (0..grid.len() as u64).find(|i| !used.contains(i))?;
+            (grid[index as usize].clone(), Some(index))
+        }
+    };
+    Some(Proposal {
+        params,
+        seed,
+        grid_index,
+    })
+}
+
+fn run_trial(study: &Study, db: &Sqlite, trial: &Trial) -> Result<()> {
+    let started = Instant::now();
+    let name = format!("{}-trial-{}", study.spec().experiment.name, trial.number);
+    info!(trial = trial.number, params = ?trial.params, attempt = trial.attempts, "trial");
+    let mut overrides = study.args.overrides.clone();
+    overrides.extend(space::overrides(&trial.params));
+    overrides.push(format!("experiment.seed={}", trial.seed));
+    overrides.push(format!("experiment.name=\"{name}\""));
+    let root = study.dir.join("trials").join(trial.number.to_string());
+    let heartbeat = Heartbeat::start(&study.dir.join("study.db"), trial.number);
+    let outcome = attempt(study, db, trial, &overrides, &root, started);
+    heartbeat.stop();
+    let (state, value, best_step, reason) = outcome;
+    match state {
+        TrialState::Failed => warn!(
+            trial = trial.number,
+            reason = reason.as_deref().unwrap_or(""),
+            "trial failed"
+        ),
+        _ => info!(trial = trial.number, state = state.as_str(), value = ?value, "trial done"),
+    }
+    db.finish(
+        trial.number,
+        &Outcome {
+            state,
+            value,
+            best_step,
+            reason: reason.as_deref(),
+            wall_s: started.elapsed().as_secs_f64(),
+        },
+    )
+}
+
+type TrialResult = (TrialState, Option<f64>, Option<u64>, Option<String>);
+
+/// Runs one trial; any failure of the trial itself (a spec the space made invalid, an
+/// error, a panic inside burn, divergence) becomes a failed trial, never a failed study.
+fn attempt(
+    study: &Study,
+    db: &Sqlite,
+    trial: &Trial,
+    overrides: &[String],
+    root: &Path,
+    started: Instant,
+) -> TrialResult {
+    let failed = |reason: String| (TrialState::Failed, None, None, Some(reason));
+    let resolved = match spec::load(&study.args.spec, overrides) {
+        Ok(r) => r,
+        Err(e) => return failed(format!("invalid spec: {e}")),
+    };
+    if root.exists() {
+        if let Err(e) = std::fs::remove_dir_all(root) {
+            return failed(format!("cannot clear '{}': {e}", root.display()));
+        }
+    }
+    if let Err(e) = std::fs::create_dir_all(root) {
+        return failed(format!("cannot create '{}': {e}", root.display()));
+    }
+    let sweep = &study.spec().sweep;
+    let mut observer = TrialObserver {
+        db,
+        number: trial.number,
+        pruner: Pruner::new(sweep),
+        objective: sweep.objective,
+        values: Vec::new(),
+    };
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        execute(&resolved, &study.device, root, started, &mut observer)
+    }));
+    let summary = match run {
+        Ok(Ok(summary)) => summary,
+        Ok(Err(e)) => return failed(format!("{e:#}")),
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            return failed(format!("panic: {text}"));
+        }
+    };
+    let value = match sweep.objective {
+        spec::Objective::ValExact => summary.best_val_exact,
+        spec::Objective::ValLoss => summary.best_val_loss,
+    };
+    use crate::train::Status;
+    match summary.status {
+        Status::Diverged => (TrialState::Failed, None, None, Some("diverged".into())),
+        Status::Interrupted => (
+            TrialState::Interrupted,
+            value,
+            summary.best_step,
+            Some("interrupted".into()),
+        ),
+        Status::Pruned => (
+            TrialState::Pruned,
+            value,
+            summary.best_step,
+            Some("pruned".into()),
+        ),
+        _ => (TrialState::Complete, value, summary.best_step, None),
+    }
+}
+
+/// Reports each evaluation to storage and asks the pruner whether to go on.
+struct TrialObserver<'a> {
+    db: &'a Sqlite,
+    number: u64,
+    pruner: Pruner,
+    objective: spec::Objective,
+    values: Vec<f64>,
+}
+
+impl Observer for TrialObserver<'_> {
+    fn on_eval(&mut self, row: &MetricsRow) -> bool {
+        let loss = match self.objective {
+            spec::Objective::ValExact => -row.val_exact,
+            spec::Objective::ValLoss => row.val_loss,
+        };
+        self.values.push(loss);
+        if let Err(e) = self.db.report(self.number, self.values.len() - 1, loss) {
+            warn!(
+                trial = self.number,
+                "cannot record an intermediate value: {e:#}"
+            );
+            return true;
+        }
+        let (Ok(trials), Ok(all)) = (self.db.trials(), self.db.intermediates()) else {
+            return true;
+        };
+        let mut finished = all.clone();
+        finished.retain(|n, _| {
+            trials
+                .iter()
+                .any(|t| t.number == *n && t.state == TrialState::Complete)
+        });
+        let mut others = all;
+        others.remove(&self.number);
+        let prune = self.pruner.should_prune(&self.values, &finished, &others);
+        if prune {
+            info!(trial = self.number, eval = self.values.len(), "pruned");
+        }
+        !prune
+    }
+}
+
+/// Keeps a trial's heartbeat fresh from a thread with its own connection, so a long
+/// evaluation gap never makes a live trial look dead.
+struct Heartbeat {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(db_path: &Path, number: u64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let path = db_path.to_path_buf();
+        let handle = std::thread::spawn(move || {
+            let Ok(db) = Sqlite::open(&path) else { return };
+            let mut last = Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                if last.elapsed() >= Duration::from_secs(15) {
+                    let _ = db.heartbeat(number);
+                    last = Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Self {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn spawn_workers(study: &Study, n: usize) -> Result<Vec<std::process::Child>> {
+    let exe = std::env::current_exe().context("finding the runner executable")?;
+    (1..=n)
+        .map(|k| {
+            let log_path = study.dir.join(format!("worker-{k}.log"));
+            let log = std::fs::File::create(&log_path)
+                .with_context(|| format!("creating '{}'", log_path.display()))?;
+            std::process::Command::new(&exe)
+                .arg("sweep")
+                .arg(&study.args.spec)
+                .args(&study.args.overrides)
+                .arg("--worker")
+                .args(
+                    study
+                        .args
+                        .allow_space_change
+                        .then_some("--allow-space-change"),
+                )
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting worker {k}"))
+        })
+        .collect()
+}
+
+/// A progress bar over trials, with the best value so far, read from storage.
+fn spawn_monitor(study: &Study, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let path = study.dir.join("study.db");
+    let total = study.total as u64;
+    let objective = study.spec().sweep.objective;
+    std::thread::spawn(move || {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("trials {pos}/{len} {bar:30} {msg} [{elapsed_precise}]")
+                .expect("the template is valid"),
+        );
+        crate::logging::attach_bar(Some(bar.clone()));
+        let Ok(db) = Sqlite::open(&path) else { return };
+        while !done.load(Ordering::Relaxed) {
+            if let Ok(trials) = db.trials() {
+                let ended = trials
+                    .iter()
+                    .filter(|t| t.state != TrialState::Running)
+                    .count();
+                bar.set_position(ended as u64);
+                if let Some(best) = report::best(&trials, objective) {
+                    bar.set_message(format!(
+                        "best {} {:.4} (trial {})",
+                        objective.name(),
+                        best.value.unwrap_or(f64::NAN),
+                        best.number
+                    ));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        bar.finish_and_clear();
+        crate::logging::attach_bar(None);
+    })
+}

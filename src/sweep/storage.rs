@@ -1,0 +1,483 @@
+//! Study storage behind a trait, so that a PostgreSQL backend can let workers on several
+//! machines share a study. SQLite here: `study.db` in the study directory, WAL mode and a
+//! busy timeout so parallel workers wait instead of failing, and every claim made in one
+//! `BEGIN IMMEDIATE` transaction so no two workers get the same trial number or grid point.
+
+use super::space::Params;
+use anyhow::{bail, Context, Result};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TrialState {
+    Running,
+    Complete,
+    Pruned,
+    Failed,
+    Interrupted,
+}
+
+impl TrialState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialState::Running => "running",
+            TrialState::Complete => "complete",
+            TrialState::Pruned => "pruned",
+            TrialState::Failed => "failed",
+            TrialState::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "running" => TrialState::Running,
+            "complete" => TrialState::Complete,
+            "pruned" => TrialState::Pruned,
+            "failed" => TrialState::Failed,
+            "interrupted" => TrialState::Interrupted,
+            other => bail!("unknown trial state '{other}' in the study database"),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trial {
+    pub number: u64,
+    pub state: TrialState,
+    pub params: Params,
+    pub seed: u64,
+    pub value: Option<f64>,
+    pub best_step: Option<u64>,
+    pub reason: Option<String>,
+    pub wall_s: Option<f64>,
+    pub grid_index: Option<u64>,
+    /// How many times the trial was started (re-runs after a crash count).
+    pub attempts: u32,
+}
+
+/// A new trial's parameters, from the sampler or the grid.
+pub struct Proposal {
+    pub params: Params,
+    pub seed: u64,
+    pub grid_index: Option<u64>,
+}
+
+/// The outcome written when a trial ends.
+pub struct Outcome<'a> {
+    pub state: TrialState,
+    pub value: Option<f64>,
+    pub best_step: Option<u64>,
+    pub reason: Option<&'a str>,
+    pub wall_s: f64,
+}
+
+/// Who runs a trial, to tell a live worker from a dead one.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub host: String,
+    pub pid: u32,
+}
+
+impl Worker {
+    pub fn this_process() -> Self {
+        Self {
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// What a study backend must do. `propose` is called inside the claim's transaction with
+/// every trial so far, so the proposal and the insert are one atomic step.
+pub trait Storage {
+    /// Creates the study, or returns the fingerprint stored when it was created.
+    fn open_study(&self, name: &str, fingerprint: &str, objective: &str) -> Result<String>;
+    /// The objective the study was created with (`val_exact`, `val_loss`).
+    fn objective(&self) -> Result<String>;
+    /// Takes over a stale or interrupted trial, or inserts a new one while fewer than
+    /// `total` exist; None when the study has all its trials.
+    fn claim(
+        &self,
+        total: usize,
+        worker: &Worker,
+        propose: &mut dyn FnMut(&[Trial]) -> Option<Proposal>,
+    ) -> Result<Option<Trial>>;
+    fn heartbeat(&self, number: u64) -> Result<()>;
+    fn report(&self, number: u64, eval_index: usize, value: f64) -> Result<()>;
+    fn finish(&self, number: u64, outcome: &Outcome) -> Result<()>;
+    fn trials(&self) -> Result<Vec<Trial>>;
+    /// Intermediate values of every trial, by trial number, in evaluation order.
+    fn intermediates(&self) -> Result<HashMap<u64, Vec<f64>>>;
+}
+
+/// A running trial with no heartbeat for this long is taken to be dead (other hosts, or
+/// where the process cannot be checked).
+pub const STALE_AFTER: Duration = Duration::from_secs(90);
+
+pub struct Sqlite {
+    conn: Connection,
+}
+
+impl Sqlite {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening study database '{}'", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(60))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)
+            .with_context(|| format!("'{}' is not a study database", path.display()))?;
+        Ok(Self { conn })
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS study (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    objective TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    number INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    params TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    value REAL,
+    best_step INTEGER,
+    reason TEXT,
+    wall_s REAL,
+    grid_index INTEGER UNIQUE,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    host TEXT,
+    pid INTEGER,
+    heartbeat REAL,
+    started REAL,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS intermediate (
+    number INTEGER NOT NULL,
+    eval_index INTEGER NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (number, eval_index)
+);
+";
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Is `pid` alive on this host? Where that cannot be told, assume it is and let the
+/// heartbeat decide.
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
+
+fn row_to_trial(row: &rusqlite::Row) -> rusqlite::Result<(Trial, String)> {
+    let params_json: String = row.get("params")?;
+    let state: String = row.get("state")?;
+    Ok((
+        Trial {
+            number: row.get::<_, i64>("number")? as u64,
+            state: TrialState::Running,
+            params: Params::new(),
+            seed: row.get::<_, i64>("seed")? as u64,
+            value: row.get("value")?,
+            best_step: row.get::<_, Option<i64>>("best_step")?.map(|s| s as u64),
+            reason: row.get("reason")?,
+            wall_s: row.get("wall_s")?,
+            grid_index: row.get::<_, Option<i64>>("grid_index")?.map(|g| g as u64),
+            attempts: row.get::<_, i64>("attempts")? as u32,
+        },
+        format!("{state}\u{0}{params_json}"),
+    ))
+}
+
+fn load_trials(conn: &Connection) -> Result<Vec<Trial>> {
+    let mut stmt = conn.prepare("SELECT * FROM trials ORDER BY number")?;
+    let rows = stmt.query_map([], row_to_trial)?;
+    let mut trials = Vec::new();
+    for row in rows {
+        let (mut trial, packed) = row?;
+        let (state, params) = packed.split_once('\u{0}').unwrap_or(("", "{}"));
+        trial.state = TrialState::parse(state)?;
+        trial.params = serde_json::from_str(params)
+            .with_context(|| format!("trial {}: unreadable parameters", trial.number))?;
+        trials.push(trial);
+    }
+    Ok(trials)
+}
+
+/// An interrupted trial, or a running one whose worker is gone: dead on this host, or
+/// silent past [`STALE_AFTER`].
+fn stale_trial(conn: &Connection, me: &Worker) -> Result<Option<u64>> {
+    let interrupted: Option<i64> = conn
+        .query_row(
+            "SELECT number FROM trials WHERE state = 'interrupted' ORDER BY number LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(n) = interrupted {
+        return Ok(Some(n as u64));
+    }
+    let mut stmt = conn.prepare(
+        "SELECT number, host, pid, heartbeat FROM trials WHERE state = 'running' ORDER BY number",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let number: i64 = row.get(0)?;
+        let host: Option<String> = row.get(1)?;
+        let pid: Option<i64> = row.get(2)?;
+        let heartbeat: Option<f64> = row.get(3)?;
+        let same_host = host.as_deref() == Some(me.host.as_str());
+        let dead_here =
+            same_host && pid.is_some_and(|p| p as u32 != me.pid && !process_alive(p as u32));
+        let silent = heartbeat.is_none_or(|h| now() - h > STALE_AFTER.as_secs_f64());
+        if dead_here || silent {
+            return Ok(Some(number as u64));
+        }
+    }
+    Ok(None)
+}
+
+impl Storage for Sqlite {
+    fn open_study(&self, name: &str, fingerprint: &str, objective: &str) -> Result<String> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO study (id, name, fingerprint, objective, created) VALUES (1, ?1, ?2, ?3, ?4)",
+            params![name, fingerprint, objective, now()],
+        )?;
+        Ok(self
+            .conn
+            .query_row("SELECT fingerprint FROM study WHERE id = 1", [], |r| {
+                r.get(0)
+            })?)
+    }
+
+    fn claim(
+        &self,
+        total: usize,
+        worker: &Worker,
+        propose: &mut dyn FnMut(&[Trial]) -> Option<Proposal>,
+    ) -> Result<Option<Trial>> {
+        // IMMEDIATE takes the write lock up front: the read of existing trials and the
+        // insert cannot interleave with another worker's.
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let conn_guard: &Connection = &tx;
+        let claimed = if let Some(number) = stale_trial(conn_guard, worker)? {
+            conn_guard.execute(
+                "UPDATE trials SET state = 'running', host = ?1, pid = ?2, heartbeat = ?3, started = ?3,
+                 attempts = attempts + 1, value = NULL, reason = NULL WHERE number = ?4",
+                params![worker.host, worker.pid, now(), number as i64],
+            )?;
+            conn_guard.execute(
+                "DELETE FROM intermediate WHERE number = ?1",
+                params![number as i64],
+            )?;
+            Some(number)
+        } else {
+            let trials = load_trials(conn_guard)?;
+            if trials.len() >= total {
+                None
+            } else if let Some(p) = propose(&trials) {
+                let number = trials.iter().map(|t| t.number + 1).max().unwrap_or(0);
+                conn_guard.execute(
+                    "INSERT INTO trials (number, state, params, seed, grid_index, host, pid, heartbeat, started)
+                     VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                    params![
+                        number as i64,
+                        serde_json::to_string(&p.params)?,
+                        p.seed as i64,
+                        p.grid_index.map(|g| g as i64),
+                        worker.host,
+                        worker.pid,
+                        now()
+                    ],
+                )?;
+                Some(number)
+            } else {
+                None
+            }
+        };
+        let trial = match claimed {
+            Some(n) => load_trials(conn_guard)?.into_iter().find(|t| t.number == n),
+            None => None,
+        };
+        tx.commit()?;
+        Ok(trial)
+    }
+
+    fn objective(&self) -> Result<String> {
+        Ok(self
+            .conn
+            .query_row("SELECT objective FROM study WHERE id = 1", [], |r| r.get(0))?)
+    }
+
+    fn heartbeat(&self, number: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE trials SET heartbeat = ?1 WHERE number = ?2",
+            params![now(), number as i64],
+        )?;
+        Ok(())
+    }
+
+    fn report(&self, number: u64, eval_index: usize, value: f64) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO intermediate (number, eval_index, value) VALUES (?1, ?2, ?3)",
+            params![number as i64, eval_index as i64, value],
+        )?;
+        self.heartbeat(number)
+    }
+
+    fn finish(&self, number: u64, o: &Outcome) -> Result<()> {
+        self.conn.execute(
+            "UPDATE trials SET state = ?1, value = ?2, best_step = ?3, reason = ?4, wall_s = ?5, finished = ?6
+             WHERE number = ?7",
+            params![
+                o.state.as_str(),
+                o.value,
+                o.best_step.map(|s| s as i64),
+                o.reason,
+                o.wall_s,
+                now(),
+                number as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn trials(&self) -> Result<Vec<Trial>> {
+        load_trials(&self.conn)
+    }
+
+    fn intermediates(&self) -> Result<HashMap<u64, Vec<f64>>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT number, value FROM intermediate ORDER BY number, eval_index")?;
+        let mut out: HashMap<u64, Vec<f64>> = HashMap::new();
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))?;
+        for row in rows {
+            let (n, v) = row?;
+            out.entry(n as u64).or_default().push(v);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proposal(seed: u64) -> Option<Proposal> {
+        let mut params = Params::new();
+        params.insert("train.lr".into(), toml::Value::Float(seed as f64));
+        Some(Proposal {
+            params,
+            seed,
+            grid_index: None,
+        })
+    }
+
+    #[test]
+    fn claims_number_trials_in_order_and_stop_at_the_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(&dir.path().join("study.db")).unwrap();
+        assert_eq!(
+            db.open_study("s", "space-a", "val_exact").unwrap(),
+            "space-a"
+        );
+        assert_eq!(
+            db.open_study("s", "space-b", "val_exact").unwrap(),
+            "space-a",
+            "kept from creation"
+        );
+        let me = Worker::this_process();
+        let mut numbers = Vec::new();
+        while let Some(t) = db
+            .claim(3, &me, &mut |ts| proposal(ts.len() as u64))
+            .unwrap()
+        {
+            db.finish(
+                t.number,
+                &Outcome {
+                    state: TrialState::Complete,
+                    value: Some(1.0),
+                    best_step: None,
+                    reason: None,
+                    wall_s: 1.0,
+                },
+            )
+            .unwrap();
+            numbers.push(t.number);
+        }
+        assert_eq!(numbers, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_trial_of_a_dead_worker_is_rerun_with_the_same_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("study.db");
+        let db = Sqlite::open(&path).unwrap();
+        db.open_study("s", "x", "val_exact").unwrap();
+        let dead = Worker {
+            host: Worker::this_process().host,
+            pid: u32::MAX - 1,
+        };
+        let first = db.claim(5, &dead, &mut |_| proposal(7)).unwrap().unwrap();
+        let me = Worker::this_process();
+        let again = db.claim(5, &me, &mut |_| proposal(8)).unwrap().unwrap();
+        assert_eq!(
+            (again.number, again.seed, again.attempts),
+            (first.number, 7, 2)
+        );
+        assert_eq!(again.params, first.params);
+        // A live worker's running trial is left alone: the next claim is a new number.
+        let next = db.claim(5, &me, &mut |_| proposal(9)).unwrap().unwrap();
+        assert_eq!(next.number, first.number + 1);
+    }
+
+    #[test]
+    fn two_connections_claiming_at_once_never_share_a_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("study.db");
+        Sqlite::open(&path)
+            .unwrap()
+            .open_study("s", "x", "val_exact")
+            .unwrap();
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let db = Sqlite::open(&path).unwrap();
+                    let me = Worker::this_process();
+                    let mut got = Vec::new();
+                    while let Some(t) = db
+                        .claim(40, &me, &mut |ts| proposal(ts.len() as u64))
+                        .unwrap()
+                    {
+                        got.push(t.number);
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..40).collect::<Vec<_>>());
+    }
+}
