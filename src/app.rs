@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             report,
             checkpoint,
+            suite,
         } => evaluate(&EvalArgs {
             run_dir,
             data,
@@ -41,7 +42,15 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             report,
             checkpoint,
+            suite,
         }),
+        Command::Compare {
+            paths,
+            plot,
+            x,
+            format,
+            all_keys,
+        } => compare(&paths, plot.as_deref(), &x, &format, all_keys),
         Command::Predict {
             run_dir,
             prefix,
@@ -71,6 +80,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Study { command } => match command {
             StudyCommand::Show { dir } => {
                 print!("{}", sweep::show(&dir)?);
+                Ok(())
+            }
+            StudyCommand::Report { dir } => {
+                println!("{}", sweep::study_report(&dir)?.display());
                 Ok(())
             }
             StudyCommand::Best { dir } => {
@@ -152,6 +165,7 @@ struct EvalArgs {
     json: bool,
     report: Option<PathBuf>,
     checkpoint: String,
+    suite: bool,
 }
 
 /// Loads a run's checkpoint on the CPU backend.
@@ -171,6 +185,9 @@ fn fresh_seed(spec: &Spec) -> u64 {
 }
 
 fn evaluate(args: &EvalArgs) -> Result<()> {
+    if args.suite {
+        return evaluate_suite(args);
+    }
     let (loaded, device) = load_run(&args.run_dir, &args.checkpoint)?;
     let spec = &loaded.spec;
     let vocab = dataset::vocab(spec);
@@ -332,5 +349,61 @@ fn score(configs: &[String], fresh: usize, out: &Path, overrides: &[String]) -> 
         );
     }
     print!("{table}");
+    Ok(())
+}
+
+/// `runner eval RUN --suite`.
+fn evaluate_suite(args: &EvalArgs) -> Result<()> {
+    use crate::eval::suite;
+    let (loaded, device) = load_run(&args.run_dir, &args.checkpoint)?;
+    let spec = &loaded.spec;
+    let vocab = dataset::vocab(spec);
+    let n = args.samples.unwrap_or(500);
+    let seed = args.seed.unwrap_or_else(|| fresh_seed(spec));
+    let mut sets = suite::generated_sets(spec, &vocab, n, seed);
+    if let Some(path) = &args.data {
+        let loaded_data = dataset::load_jsonl(path, &vocab, args.skip_invalid)?;
+        sets.push(suite::EvalSet {
+            name: path.display().to_string(),
+            examples: loaded_data.examples,
+        });
+    }
+    let results = suite::run(&loaded.model, spec, &vocab, sets, &device);
+    let md = suite::write(&args.run_dir, &results, &vocab)?;
+    print!("{md}");
+    Ok(())
+}
+
+/// `runner compare`.
+fn compare(
+    paths: &[PathBuf],
+    plot: Option<&Path>,
+    x: &str,
+    format: &str,
+    all_keys: bool,
+) -> Result<()> {
+    use crate::compare::{self, plot::XAxis};
+    let (runs, problems) = compare::collect(paths);
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    if runs.is_empty() {
+        anyhow::bail!("nothing to compare");
+    }
+    match format {
+        "csv" => print!("{}", compare::to_csv(&runs)?),
+        "json" => println!("{}", serde_json::to_string_pretty(&compare::rows(&runs))?),
+        "markdown" => print!("{}", compare::render(&runs, all_keys, true)),
+        _ => print!("{}", compare::render(&runs, all_keys, false)),
+    }
+    if let Some(path) = plot {
+        let axis = if x == "step" {
+            XAxis::Steps
+        } else {
+            XAxis::Seconds
+        };
+        compare::plot::compare(&runs, path, axis)?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
 }

@@ -55,6 +55,28 @@ pub enum Command {
         /// Which checkpoint: best or last.
         #[arg(long, default_value = "best", value_parser = ["best", "last"])]
         checkpoint: String,
+        /// The evaluation suite: in-distribution, longer and deeper sets (plus --data),
+        /// by answer length and depth; writes eval_suite.csv and eval_suite.md.
+        #[arg(long)]
+        suite: bool,
+    },
+    /// Runs side by side: differing spec keys, results, and results at equal cost.
+    Compare {
+        /// Run directories, name directories (all runs), study directories (all trials),
+        /// or metrics.csv files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Write learning curves to a .png or .svg file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// The plot's x axis.
+        #[arg(long, default_value = "seconds", value_parser = ["seconds", "step"])]
+        x: String,
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json", "markdown"])]
+        format: String,
+        /// Show every spec key, not only those that differ.
+        #[arg(long)]
+        all_keys: bool,
     },
     /// Print the predicted closing sequence for a prefix.
     Predict {
@@ -121,4 +143,6 @@ pub enum StudyCommand {
     Show { dir: PathBuf },
     /// Print the path of best_trial.toml (runnable with `runner run`).
     Best { dir: PathBuf },
+    /// Write report.md with figures: best trial, failures, importance, best-so-far curve.
+    Report { dir: PathBuf },
 }

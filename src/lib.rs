@@ -4,6 +4,7 @@ pub mod app;
 pub mod artifacts;
 pub mod backend;
 pub mod cli;
+pub mod compare;
 pub mod data;
 pub mod eval;
 pub mod logging;

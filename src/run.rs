@@ -116,6 +116,10 @@ pub fn execute(
         threads: spec.experiment.threads,
     };
     write_json(&run.summary(), &summary)?;
+    let history = run.root.join("training_history.png");
+    if let Err(e) = crate::compare::plot::history(&report.rows, &spec.experiment.name, &history) {
+        tracing::warn!("could not draw {}: {e:#}", history.display());
+    }
     info!(
         status = ?summary.status,
         best_val_exact = ?summary.best_val_exact,

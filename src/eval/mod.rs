@@ -7,6 +7,7 @@
 //! pass, while the final test score comes from real decoding.
 
 mod report;
+pub mod suite;
 
 pub use report::{write_outputs, EvalReport};
 

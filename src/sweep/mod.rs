@@ -10,7 +10,7 @@ pub mod sampler;
 pub mod space;
 pub mod storage;
 
-pub use report::{best_path, show};
+pub use report::{best_path, show, study_report};
 
 use crate::run::{execute, prepare};
 use crate::spec::{self, Resolved, SamplerKind, Spec, SpecError};

@@ -179,3 +179,220 @@ pub fn show(dir: &Path) -> Result<String> {
     }
     Ok(out)
 }
+
+/// A parameter's values as numbers: numeric as they are (log10 when they span more than
+/// a factor of 20), others by the index of their sorted distinct text.
+fn numeric_axis(values: &[&toml::Value]) -> Vec<f64> {
+    let nums: Option<Vec<f64>> = values
+        .iter()
+        .map(|v| match v {
+            toml::Value::Integer(i) => Some(*i as f64),
+            toml::Value::Float(f) => Some(*f),
+            _ => None,
+        })
+        .collect();
+    match nums {
+        Some(n) => {
+            let (lo, hi) = n
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                    (a.min(*x), b.max(*x))
+                });
+            if lo > 0.0 && hi / lo > 20.0 {
+                n.iter().map(|x| x.log10()).collect()
+            } else {
+                n
+            }
+        }
+        None => {
+            let mut distinct: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+            distinct.sort();
+            distinct.dedup();
+            values
+                .iter()
+                .map(|v| {
+                    distinct
+                        .iter()
+                        .position(|d| *d == v.to_string())
+                        .unwrap_or(0) as f64
+                })
+                .collect()
+        }
+    }
+}
+
+fn ranks(xs: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..xs.len()).collect();
+    order.sort_by(|&a, &b| xs[a].total_cmp(&xs[b]));
+    let mut r = vec![0.0; xs.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && xs[order[j + 1]] == xs[order[i]] {
+            j += 1;
+        }
+        // Ties share their mean rank.
+        let mean = (i + j) as f64 / 2.0;
+        for k in i..=j {
+            r[order[k]] = mean;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman rank correlation; None when either side is constant.
+pub fn spearman(xs: &[f64], ys: &[f64]) -> Option<f64> {
+    let (rx, ry) = (ranks(xs), ranks(ys));
+    let n = rx.len() as f64;
+    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
+    let cov: f64 = rx.iter().zip(&ry).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let (vx, vy): (f64, f64) = (
+        rx.iter().map(|a| (a - mx).powi(2)).sum(),
+        ry.iter().map(|b| (b - my).powi(2)).sum(),
+    );
+    (vx > 0.0 && vy > 0.0).then(|| cov / (vx * vy).sqrt())
+}
+
+/// `runner study report`: `report.md` with the best trial, counts and reasons, parameter
+/// importance, and two figures (`best_so_far.png`, `parallel.png`).
+pub fn study_report(dir: &Path) -> Result<PathBuf> {
+    use crate::compare::plot;
+    let db = open_existing(dir)?;
+    let trials = db.trials()?;
+    let objective = match db.objective()?.as_str() {
+        "val_loss" => Objective::ValLoss,
+        _ => Objective::ValExact,
+    };
+    let complete: Vec<&Trial> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete && t.value.is_some_and(f64::is_finite))
+        .collect();
+    let mut md = format!("# Study report: {}\n\n", dir.display());
+    let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count();
+    let _ = writeln!(
+        md,
+        "{} trials: {} complete, {} pruned, {} failed, {} running, {} interrupted.\n",
+        trials.len(),
+        count(TrialState::Complete),
+        count(TrialState::Pruned),
+        count(TrialState::Failed),
+        count(TrialState::Running),
+        count(TrialState::Interrupted)
+    );
+    match best(&trials, objective) {
+        Some(b) => {
+            let _ = writeln!(
+                md,
+                "## Best trial: {}\n\n{} = {:.4}; its settings beyond the base spec:\n",
+                b.number,
+                objective.name(),
+                b.value.unwrap_or(f64::NAN)
+            );
+            for (k, v) in &b.params {
+                let _ = writeln!(md, "- `{k} = {v}`");
+            }
+            let _ = writeln!(md, "- `experiment.seed = {}` (derived from the study seed and the trial number)\n\nRunnable: `runner run {}`\n", b.seed, best_path(dir).display());
+        }
+        None => md.push_str("No trial has completed yet.\n\n"),
+    }
+    let reasons: BTreeSet<String> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Failed)
+        .filter_map(|t| t.reason.clone())
+        .collect();
+    if !reasons.is_empty() {
+        md.push_str("## Failures\n\n");
+        for reason in reasons {
+            let numbers: Vec<String> = trials
+                .iter()
+                .filter(|t| t.reason.as_deref() == Some(reason.as_str()))
+                .map(|t| t.number.to_string())
+                .collect();
+            let _ = writeln!(md, "- trials {}: {reason}", numbers.join(", "));
+        }
+        md.push('\n');
+    }
+    let keys: Vec<String> = complete
+        .iter()
+        .flat_map(|t| t.params.keys().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let scores: Vec<f64> = complete
+        .iter()
+        .map(|t| t.value.unwrap_or(f64::NAN))
+        .collect();
+    if complete.len() >= 3 {
+        md.push_str("## Parameter importance\n\nSpearman rank correlation of each parameter with the objective over complete trials (|ρ| near 1: it matters).\n\n| parameter | ρ |\n|---|---|\n");
+        let mut axes_values = Vec::new();
+        let mut rows = Vec::new();
+        for key in &keys {
+            let values: Vec<&toml::Value> =
+                complete.iter().filter_map(|t| t.params.get(key)).collect();
+            if values.len() != complete.len() {
+                continue;
+            }
+            let xs = numeric_axis(&values);
+            rows.push((key.clone(), spearman(&xs, &scores)));
+            axes_values.push((key.clone(), xs));
+        }
+        rows.sort_by(|a, b| {
+            b.1.map(f64::abs)
+                .unwrap_or(0.0)
+                .total_cmp(&a.1.map(f64::abs).unwrap_or(0.0))
+        });
+        for (key, rho) in rows {
+            let _ = writeln!(
+                md,
+                "| `{key}` | {} |",
+                rho.map(|r| format!("{r:+.3}"))
+                    .unwrap_or_else(|| "constant".into())
+            );
+        }
+        let names: Vec<String> = axes_values.iter().map(|(k, _)| k.clone()).collect();
+        let lines: Vec<(Vec<f64>, f64)> = (0..complete.len())
+            .map(|i| {
+                let values = axes_values
+                    .iter()
+                    .map(|(_, xs)| {
+                        let (lo, hi) = xs
+                            .iter()
+                            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                                (a.min(*x), b.max(*x))
+                            });
+                        if hi > lo {
+                            (xs[i] - lo) / (hi - lo)
+                        } else {
+                            0.5
+                        }
+                    })
+                    .collect();
+                let s = if objective.maximise() {
+                    scores[i]
+                } else {
+                    -scores[i]
+                };
+                (values, s)
+            })
+            .collect();
+        plot::parallel(&names, &lines, &dir.join("parallel.png"))?;
+        md.push_str("\n![parameters against the objective](parallel.png)\n\n");
+    }
+    let points: Vec<(u64, f64)> = complete
+        .iter()
+        .map(|t| (t.number, t.value.unwrap_or(f64::NAN)))
+        .collect();
+    if !points.is_empty() {
+        plot::best_so_far(
+            &points,
+            objective.maximise(),
+            objective.name(),
+            &dir.join("best_so_far.png"),
+        )?;
+        md.push_str("## Best so far\n\n![best value over trials](best_so_far.png)\n");
+    }
+    let path = dir.join("report.md");
+    write_atomic(&path, md.as_bytes())?;
+    Ok(path)
+}

@@ -4,6 +4,7 @@
 mod common;
 
 mod bad_input;
+mod compare;
 mod configs;
 mod learning;
 mod run_dir;

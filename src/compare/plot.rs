@@ -1,0 +1,308 @@
+//! Learning-curve figures with plotters: validation exact match and training loss against
+//! elapsed seconds or steps, one line per run. The font is embedded (DejaVu Sans), so no
+//! system font library is needed.
+
+use super::RunData;
+use crate::train::MetricsRow;
+use anyhow::{anyhow, bail, Context, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XAxis {
+    Seconds,
+    Steps,
+}
+
+impl XAxis {
+    fn value(self, r: &MetricsRow) -> f64 {
+        match self {
+            XAxis::Seconds => r.elapsed_s,
+            XAxis::Steps => r.step as f64,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            XAxis::Seconds => "elapsed seconds",
+            XAxis::Steps => "step",
+        }
+    }
+}
+
+fn plot_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+    anyhow!("drawing the plot: {e:?}")
+}
+
+fn register_font() {
+    static FONT: Once = Once::new();
+    FONT.call_once(|| {
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+    });
+}
+
+/// Writes the curves of `runs` to a `.png` or `.svg` file.
+pub fn curves(runs: &[(String, Vec<MetricsRow>)], path: &Path, x: XAxis) -> Result<()> {
+    register_font();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_lowercase();
+    let tmp = path.with_extension(format!("tmp.{ext}"));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating '{}'", dir.display()))?;
+    }
+    let size = (1000, 720);
+    match ext.as_str() {
+        "png" => draw(BitMapBackend::new(&tmp, size).into_drawing_area(), runs, x)?,
+        "svg" => draw(SVGBackend::new(&tmp, size).into_drawing_area(), runs, x)?,
+        _ => bail!(
+            "'{}': the plot file must end in .png or .svg",
+            path.display()
+        ),
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing '{}'", path.display()))?;
+    Ok(())
+}
+
+/// The figure every run leaves in its directory.
+pub fn history(rows: &[MetricsRow], label: &str, path: &Path) -> Result<()> {
+    curves(&[(label.to_string(), rows.to_vec())], path, XAxis::Seconds)
+}
+
+pub fn compare(runs: &[RunData], path: &Path, x: XAxis) -> Result<()> {
+    let series: Vec<(String, Vec<MetricsRow>)> = runs
+        .iter()
+        .filter(|r| !r.rows.is_empty())
+        .map(|r| (r.label.clone(), r.rows.clone()))
+        .collect();
+    if series.is_empty() {
+        bail!("no run has metrics to plot");
+    }
+    curves(&series, path, x)
+}
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    runs: &[(String, Vec<MetricsRow>)],
+    x: XAxis,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(plot_err)?;
+    let (top, bottom) = root.split_vertically(360);
+    let x_max = runs
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().map(|r| x.value(r)))
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let losses = runs
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().map(|r| r.train_loss))
+        .filter(|v| v.is_finite() && *v > 0.0);
+    let (lo, hi) = losses.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    let (lo, hi) = if lo.is_finite() {
+        (lo * 0.8, hi * 1.25)
+    } else {
+        (1e-3, 10.0)
+    };
+
+    let mut exact = ChartBuilder::on(&top)
+        .caption("validation exact match", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..x_max, 0.0..1.0)
+        .map_err(plot_err)?;
+    exact
+        .configure_mesh()
+        .x_desc(x.label())
+        .y_desc("val_exact")
+        .draw()
+        .map_err(plot_err)?;
+    let mut loss = ChartBuilder::on(&bottom)
+        .caption("training loss", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..x_max, (lo..hi).log_scale())
+        .map_err(plot_err)?;
+    loss.configure_mesh()
+        .x_desc(x.label())
+        .y_desc("train_loss")
+        .draw()
+        .map_err(plot_err)?;
+    for (i, (label, rows)) in runs.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let style = ShapeStyle::from(color).stroke_width(2);
+        exact
+            .draw_series(LineSeries::new(
+                rows.iter().map(|r| (x.value(r), r.val_exact)),
+                style,
+            ))
+            .map_err(plot_err)?
+            .label(label.as_str())
+            .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + 20, py)], color));
+        let points = rows
+            .iter()
+            .filter(|r| r.train_loss.is_finite() && r.train_loss > 0.0)
+            .map(|r| (x.value(r), r.train_loss));
+        loss.draw_series(LineSeries::new(points, style))
+            .map_err(plot_err)?;
+    }
+    exact
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 16))
+        .draw()
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// Best objective so far against trial number, with each complete trial as a point.
+pub fn best_so_far(
+    points: &[(u64, f64)],
+    maximise: bool,
+    objective: &str,
+    path: &Path,
+) -> Result<()> {
+    register_font();
+    let tmp = path.with_extension("tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (900, 500)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let n = points.iter().map(|p| p.0).max().unwrap_or(0) as f64 + 1.0;
+        let (lo, hi) = points
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+                (lo.min(p.1), hi.max(p.1))
+            });
+        let (lo, hi) = if lo.is_finite() && hi > lo {
+            (lo, hi)
+        } else {
+            (lo - 0.5, lo + 0.5)
+        };
+        let pad = (hi - lo) * 0.05;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("best {objective} over trials"), ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5..n, (lo - pad)..(hi + pad))
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("trial")
+            .y_desc(objective)
+            .draw()
+            .map_err(plot_err)?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&(t, v)| Circle::new((t as f64, v), 4, BLUE.mix(0.6).filled())),
+            )
+            .map_err(plot_err)?;
+        let mut best = if maximise {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        };
+        let line: Vec<(f64, f64)> = points
+            .iter()
+            .map(|&(t, v)| {
+                best = if maximise { best.max(v) } else { best.min(v) };
+                (t as f64, best)
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(line, RED.stroke_width(2)))
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing '{}'", path.display()))?;
+    Ok(())
+}
+
+/// Parallel coordinates: one vertical axis per parameter (scaled to [0, 1] of its range),
+/// one line per trial, coloured from red (worst) to green (best).
+pub fn parallel(axes: &[String], lines: &[(Vec<f64>, f64)], path: &Path) -> Result<()> {
+    register_font();
+    let tmp = path.with_extension("tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (1000, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let k = axes.len().max(2) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "parameters against the objective (green = best)",
+                ("sans-serif", 22),
+            )
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(40)
+            .build_cartesian_2d(-0.2..(k - 0.8), -0.05..1.05)
+            .map_err(plot_err)?;
+        let names = axes.to_vec();
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(axes.len())
+            .x_label_formatter(&|x| {
+                let i = x.round() as usize;
+                if (x - i as f64).abs() < 0.01 {
+                    names.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("position in range")
+            .draw()
+            .map_err(plot_err)?;
+        for i in 0..axes.len() {
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(i as f64, 0.0), (i as f64, 1.0)],
+                    BLACK.stroke_width(1),
+                ))
+                .map_err(plot_err)?;
+        }
+        let (lo, hi) = lines
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), l| {
+                (lo.min(l.1), hi.max(l.1))
+            });
+        for (values, score) in lines {
+            let t = if hi > lo {
+                (score - lo) / (hi - lo)
+            } else {
+                1.0
+            };
+            let color = RGBColor((255.0 * (1.0 - t)) as u8, (180.0 * t) as u8, 40);
+            let pts: Vec<(f64, f64)> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as f64, *v))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                .map_err(plot_err)?;
+        }
+        root.present().map_err(plot_err)?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing '{}'", path.display()))?;
+    Ok(())
+}
