@@ -18,6 +18,15 @@ use std::time::Instant;
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { spec, overrides } => run_spec(&spec, &overrides).map(|_| ()),
+        Command::Resume { run_dir, budget } => {
+            let budget = budget
+                .map(|b| {
+                    spec::parse_duration(&b).map_err(|e| spec::SpecError::new("--budget", None, e))
+                })
+                .transpose()?;
+            let summary = crate::run::resume(&run_dir, budget)?;
+            report_run(&run_dir, &summary)
+        }
         Command::Data {
             spec,
             overrides,
@@ -113,6 +122,13 @@ pub fn run_spec(arg: &str, overrides: &[String]) -> Result<PathBuf> {
     let spec = &resolved.spec;
     let root = create_run_dir(Path::new(&spec.experiment.out_dir), &spec.experiment.name)?;
     let summary = execute(&resolved, &device, &root, started, &mut train::Unobserved)?;
+    report_run(&root, &summary)?;
+    Ok(root)
+}
+
+/// Prints where a run is and how it ended; an interrupted run becomes an `Interrupted`
+/// error (exit 130) that says how to continue.
+fn report_run(root: &Path, summary: &crate::runs::Summary) -> Result<()> {
     println!("run directory: {}", root.display());
     println!(
         "status: {} ({}), steps {}, {:.0} samples/s, wall {:.1}s",
@@ -130,7 +146,14 @@ pub fn run_spec(arg: &str, overrides: &[String]) -> Result<PathBuf> {
             summary.test_total
         );
     }
-    Ok(root)
+    if summary.status == train::Status::Interrupted {
+        return Err(crate::signals::Interrupted(format!(
+            "continue with: runner resume {}",
+            root.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// `runner data`: generate and save the dataset only.

@@ -23,6 +23,13 @@ pub enum Command {
         /// Overrides as key.path=value, e.g. train.lr=3e-3 model.arch=lstm.
         overrides: Vec<String>,
     },
+    /// Continue a run from its last checkpoint (after Ctrl-C, a crash, or to train longer).
+    Resume {
+        run_dir: PathBuf,
+        /// Training time allowed now (default: what the run's budget has left).
+        #[arg(long)]
+        budget: Option<String>,
+    },
     /// Only generate the dataset of a spec and save it.
     Data {
         spec: String,

@@ -11,12 +11,17 @@ pub mod logging;
 pub mod model;
 pub mod run;
 pub mod runs;
+pub mod signals;
 pub mod spec;
 pub mod sweep;
 pub mod train;
 
-/// Exit code for an error: 2 for bad user input (spec, overrides, eval data), 1 otherwise.
+/// Exit code for an error: 130 when interrupted, 2 for bad user input (spec, overrides,
+/// eval data), 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if err.chain().any(|c| c.is::<signals::Interrupted>()) {
+        return signals::EXIT_INTERRUPTED;
+    }
     let user_input = err.chain().any(|cause| {
         cause.is::<spec::SpecError>()
             || cause.is::<data::dataset::BadLine>()

@@ -6,6 +6,7 @@ use clap::Parser;
 fn main() {
     let cli = Cli::parse();
     bracket_closer::logging::init();
+    bracket_closer::signals::install();
     if let Err(err) = app::run(cli) {
         eprintln!("error: {err:#}");
         std::process::exit(exit_code(&err));

@@ -7,18 +7,18 @@ use crate::data::dataset::{self, Splits};
 use crate::data::Vocab;
 use crate::eval::{self, EvalReport};
 use crate::runs::Summary;
-use crate::spec::{self, Resolved, Spec};
-use crate::train::{self, Observer};
+use crate::spec::{self, Resolved, Spec, SpecError};
+use crate::train::{self, checkpoint, Observer};
 use crate::{backend, logging};
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::prelude::Device;
 use std::path::Path;
 use std::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Everything that can be checked before a file is written: the spec, the dataset size,
-/// and the device this build supports.
+/// the device this build supports, and the run to start from (`model.init_from`).
 pub fn prepare(arg: &str, overrides: &[String]) -> Result<(Resolved, Device)> {
     let resolved = spec::load(arg, overrides)?;
     let origin = resolved.path.display().to_string();
@@ -27,7 +27,38 @@ pub fn prepare(arg: &str, overrides: &[String]) -> Result<(Resolved, Device)> {
         e.origin = origin.clone();
         e
     })?;
+    check_init_from(&resolved.spec, &origin)?;
     Ok((resolved, device))
+}
+
+/// The checkpoint `model.init_from` names must exist and hold the same architecture and
+/// vocabulary; its sizes are checked when the weights load.
+fn check_init_from(spec: &Spec, origin: &str) -> Result<(), SpecError> {
+    let from = &spec.model.init_from;
+    if from.is_empty() {
+        return Ok(());
+    }
+    let fail = |m: String| SpecError::new(origin, Some("model.init_from"), m);
+    let dir = checkpoint::find(&RunPaths::new(from).checkpoints(), "best")
+        .map_err(|e| fail(format!("'{from}': {e:#}")))?;
+    let text = std::fs::read_to_string(dir.join("spec.toml"))
+        .map_err(|e| fail(format!("'{}': {e}", dir.display())))?;
+    let other: Spec =
+        toml::from_str(&text).map_err(|e| fail(format!("'{}': {e}", dir.display())))?;
+    if other.model.arch != spec.model.arch {
+        return Err(fail(format!(
+            "'{from}' holds a {} model; this spec builds a {} (model.arch)",
+            other.model.arch.name(),
+            spec.model.arch.name()
+        )));
+    }
+    if other.data.pairs != spec.data.pairs {
+        return Err(fail(format!(
+            "'{from}' was trained on pairs {:?}; this spec uses {:?} (data.pairs): the vocabularies differ",
+            other.data.pairs, spec.data.pairs
+        )));
+    }
+    Ok(())
 }
 
 /// Runs `resolved` in `root` (an existing, empty directory) and writes every file of a run.
@@ -55,7 +86,6 @@ pub fn execute(
     for o in &resolved.overrides {
         info!(override_ = %o, "override");
     }
-
     let vocab = dataset::vocab(spec);
     let splits = dataset::build_splits(spec, &vocab)?;
     dataset::save(&run.dataset(), &splits, &vocab)?;
@@ -67,27 +97,134 @@ pub fn execute(
     );
 
     let train_device = device.clone().autodiff();
-    let report = train::fit(
+    let init = match spec.model.init_from.as_str() {
+        "" => None,
+        from => {
+            let dir = checkpoint::find(&RunPaths::new(from).checkpoints(), "best")?;
+            let loaded = checkpoint::load_into(&dir, spec, &train_device).with_context(|| {
+                format!(
+                    "model.init_from: the weights in '{}' do not fit this spec's model",
+                    dir.display()
+                )
+            })?;
+            info!(from = %dir.display(), "starting from the weights of another run");
+            Some(loaded.model)
+        }
+    };
+    let input = train::FitInput {
         spec,
-        &vocab,
-        &splits,
-        &train_device,
-        &run,
+        vocab: &vocab,
+        splits: &splits,
+        device: &train_device,
+        run: &run,
         started,
-        observer,
-    )?;
+        budget: spec.budget(),
+        init,
+        resume: None,
+    };
+    let report = train::fit(input, observer)?;
+    finish(spec, &vocab, &splits, device, &run, report, started)
+}
+
+/// `runner resume`: continues a run from `checkpoints/last` (or, if that is damaged, the
+/// best valid checkpoint) with the same data, optimiser state, step, schedule and random
+/// state. `budget` is the training time allowed now; by default what the original budget
+/// has left.
+pub fn resume(run_dir: &Path, budget: Option<std::time::Duration>) -> Result<Summary> {
+    let started = Instant::now();
+    let run = RunPaths::new(run_dir);
+    if !run.resolved().is_file() {
+        anyhow::bail!(
+            "'{}' is not a run directory (no resolved.toml)",
+            run_dir.display()
+        );
+    }
+    let arg = run.resolved().display().to_string();
+    let (resolved, device) = prepare(&arg, &[])?;
+    let spec = &resolved.spec;
+    backend::set_threads(spec.experiment.threads);
+    let train_device = device.clone().autodiff();
+    let (loaded, which) = checkpoint::load_resumable(&run.checkpoints(), spec, &train_device)?;
+    if which != "last" {
+        warn!(checkpoint = %which, "checkpoints/last is missing or damaged: resuming from the best valid checkpoint");
+        eprintln!(
+            "note: checkpoints/last is missing or damaged; resuming from checkpoints/{which}"
+        );
+    }
+    let position = loaded.state.position.clone();
+    let remaining = match budget {
+        Some(b) => b,
+        None => spec
+            .budget()
+            .checked_sub(std::time::Duration::from_secs_f64(position.train_s))
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the run's budget ({}) is used up ({:.0} s trained); give more with --budget",
+                    spec.train.budget,
+                    position.train_s
+                )
+            })?,
+    };
+    let rows = match crate::compare::read_metrics(&run.metrics()) {
+        Ok(rows) => rows,
+        Err((rows, problem)) => {
+            warn!("{problem}; keeping the rows before it");
+            rows
+        }
+    };
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| r.step <= position.step)
+        .collect();
+    logging::log_to_file(&run.log())
+        .with_context(|| format!("opening '{}'", run.log().display()))?;
+    info!(run_dir = %run_dir.display(), step = position.step, budget_s = remaining.as_secs_f64(), "resume");
+    let vocab = dataset::vocab(spec);
+    let splits = dataset::build_splits(spec, &vocab)?;
+    let input = train::FitInput {
+        spec,
+        vocab: &vocab,
+        splits: &splits,
+        device: &train_device,
+        run: &run,
+        started,
+        budget: remaining,
+        init: None,
+        resume: Some(train::ResumeFrom {
+            model: loaded.model,
+            optim_file: loaded.dir.join(checkpoint::OPTIM_FILE),
+            position,
+            rows,
+        }),
+    };
+    let report = train::fit(input, &mut train::Unobserved)?;
+    finish(spec, &vocab, &splits, &device, &run, report, started)
+}
+
+/// After training: the test split, `summary.json`, `training_history.png`.
+fn finish(
+    spec: &Spec,
+    vocab: &Vocab,
+    splits: &Splits,
+    device: &Device,
+    run: &RunPaths,
+    report: train::FitReport,
+    started: Instant,
+) -> Result<Summary> {
     let params = report
         .best_model
         .as_ref()
         .map(|m| m.num_params())
         .unwrap_or_else(|| crate::model::Model::init(spec, vocab.size(), device).num_params());
     let test = match &report.best_model {
-        Some(model) => Some(final_test(model, spec, &vocab, &splits, device, &run)?),
+        Some(model) => Some(final_test(model, spec, vocab, splits, device, run)?),
         None => None,
     };
     let summary = Summary {
         name: spec.experiment.name.clone(),
-        run_id: root
+        run_id: run
+            .root
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
@@ -118,7 +255,7 @@ pub fn execute(
     write_json(&run.summary(), &summary)?;
     let history = run.root.join("training_history.png");
     if let Err(e) = crate::compare::plot::history(&report.rows, &spec.experiment.name, &history) {
-        tracing::warn!("could not draw {}: {e:#}", history.display());
+        warn!("could not draw {}: {e:#}", history.display());
     }
     info!(
         status = ?summary.status,

@@ -182,6 +182,9 @@ pub struct ModelSpec {
     pub max_positions: usize,
     /// ber: probability of also masking each prefix bracket in training (self-supervised).
     pub mlm_prob: f64,
+    /// A run directory whose best weights start this run (continued training, e.g. on
+    /// harder data); same architecture, sizes and pairs. Empty: a fresh initialisation.
+    pub init_from: String,
 }
 
 impl Default for ModelSpec {
@@ -201,6 +204,7 @@ impl Default for ModelSpec {
             norm_first: true,
             max_positions: 0,
             mlm_prob: 0.0,
+            init_from: String::new(),
         }
     }
 }

@@ -181,6 +181,13 @@ fn work(study: &Study, db: &Sqlite) -> Result<()> {
     while let Some(trial) = db.claim(study.total, &me, &mut |trials| propose(study, trials))? {
         run_trial(study, db, &trial)?;
         report::write(&study.dir, db, study.spec().sweep.objective)?;
+        if crate::signals::stop_requested() {
+            return Err(crate::signals::Interrupted(format!(
+                "trial {} will be re-run when the same `runner sweep` starts again",
+                trial.number
+            ))
+            .into());
+        }
     }
     Ok(())
 }

@@ -124,13 +124,22 @@ pub struct Sqlite {
 
 impl Sqlite {
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)
-            .with_context(|| format!("opening study database '{}'", path.display()))?;
-        conn.busy_timeout(Duration::from_secs(60))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA)
-            .with_context(|| format!("'{}' is not a study database", path.display()))?;
+        let damaged = || format!("'{}' is damaged or not a study database", path.display());
+        let conn = Connection::open(path).with_context(damaged)?;
+        conn.busy_timeout(Duration::from_secs(60))
+            .with_context(damaged)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .with_context(damaged)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .with_context(damaged)?;
+        conn.execute_batch(SCHEMA).with_context(damaged)?;
+        // A truncated file can still open; a quick check reads every page once.
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .with_context(damaged)?;
+        if check != "ok" {
+            bail!("{}: {check}", damaged());
+        }
         Ok(Self { conn })
     }
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 const MODEL_FILE: &str = "model.bpk";
-const OPTIM_FILE: &str = "optim.bpk";
+pub const OPTIM_FILE: &str = "optim.bpk";
 const STATE_FILE: &str = "state.json";
 const SPEC_FILE: &str = "spec.toml";
 
@@ -28,6 +28,8 @@ pub struct TrainState {
     pub samples: u64,
     pub elapsed_s: f64,
     pub val_exact: f64,
+    /// Everything needed to continue the run exactly from here.
+    pub position: super::Position,
 }
 
 pub fn save(
@@ -93,28 +95,38 @@ pub fn find(checkpoints: &Path, which: &str) -> Result<PathBuf> {
     )
 }
 
-/// A model rebuilt from a checkpoint directory alone, with its spec and position.
+/// A model rebuilt from a checkpoint directory, with its spec and position.
 pub struct Loaded {
     pub model: Model,
     pub spec: Spec,
     pub state: TrainState,
+    pub dir: PathBuf,
 }
 
+/// Loads a checkpoint with the model its own `spec.toml` describes.
 pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
     let spec_path = dir.join(SPEC_FILE);
     let text = std::fs::read_to_string(&spec_path)
         .with_context(|| format!("reading '{}'", spec_path.display()))?;
     let spec: Spec = toml::from_str(&text)
         .with_context(|| format!("'{}' is not a valid spec", spec_path.display()))?;
+    load_into(dir, &spec, device).map(|mut l| {
+        l.spec = spec;
+        l
+    })
+}
+
+/// Loads a checkpoint's weights into the model `spec` describes (they must fit).
+pub fn load_into(dir: &Path, spec: &Spec, device: &Device) -> Result<Loaded> {
     let state_path = dir.join(STATE_FILE);
     let state: TrainState = serde_json::from_str(
         &std::fs::read_to_string(&state_path)
             .with_context(|| format!("reading '{}'", state_path.display()))?,
     )
     .with_context(|| format!("'{}' is corrupt", state_path.display()))?;
-    let vocab = crate::data::dataset::vocab(&spec);
+    let vocab = crate::data::dataset::vocab(spec);
     let model_path = dir.join(MODEL_FILE);
-    let model = Model::init(&spec, vocab.size(), device)
+    let model = Model::init(spec, vocab.size(), device)
         .try_load_file(&model_path)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| {
@@ -123,5 +135,52 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
                 model_path.display()
             )
         })?;
-    Ok(Loaded { model, spec, state })
+    Ok(Loaded {
+        model,
+        spec: spec.clone(),
+        state,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// The newest checkpoint that loads: `last` (or what an interrupted swap left of it), else
+/// `best`. Returns which one.
+pub fn load_resumable(
+    checkpoints: &Path,
+    spec: &Spec,
+    device: &Device,
+) -> Result<(Loaded, String)> {
+    let mut problems = Vec::new();
+    for which in ["last", "best"] {
+        for candidate in [
+            which.to_string(),
+            format!("{which}.old"),
+            format!("{which}.new"),
+        ] {
+            let dir = checkpoints.join(&candidate);
+            if !dir.is_dir() {
+                continue;
+            }
+            let loaded = load_into(&dir, spec, device).and_then(|l| {
+                if dir.join(OPTIM_FILE).is_file() {
+                    Ok(l)
+                } else {
+                    bail!("'{}' is missing", dir.join(OPTIM_FILE).display())
+                }
+            });
+            match loaded {
+                Ok(l) => return Ok((l, candidate)),
+                Err(e) => problems.push(format!("{e:#}")),
+            }
+        }
+    }
+    bail!(
+        "no checkpoint in '{}' can be resumed from{}",
+        checkpoints.display(),
+        if problems.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", problems.join("; "))
+        }
+    )
 }

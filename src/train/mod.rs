@@ -16,7 +16,7 @@ use crate::data::Vocab;
 use crate::eval::{teacher_forced, ValMetrics};
 use crate::model::Model;
 use crate::spec::{parse_duration, EvalEvery, Spec};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -25,6 +25,7 @@ use burn::prelude::*;
 use checkpoint::TrainState;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -62,7 +63,7 @@ pub enum Status {
 /// What the loop did, for the summary.
 pub struct FitReport {
     pub status: Status,
-    /// Why it stopped, in a word: budget, max_steps, target, patience, diverged.
+    /// Why it stopped, in a word: budget, max_steps, target, patience, diverged, interrupted.
     pub stop_reason: String,
     pub rows: Vec<MetricsRow>,
     pub best: Option<MetricsRow>,
@@ -71,21 +72,87 @@ pub struct FitReport {
     pub steps: u64,
     pub epochs: u64,
     pub samples: u64,
+    /// Training seconds, including those before a resume.
     pub train_s: f64,
 }
 
-/// Trains a fresh model on `splits.train`, evaluating on `splits.val`. `started` is when
-/// the run began: the budget covers data generation too.
-pub fn fit(
-    spec: &Spec,
-    vocab: &Vocab,
-    splits: &Splits,
-    device: &Device,
-    run: &RunPaths,
-    started: Instant,
-    observer: &mut dyn Observer,
-) -> Result<FitReport> {
-    let mut lp = Loop::new(spec, vocab, splits, device, run, started, observer);
+/// Where the loop stands. Saved in every checkpoint, so that a resumed run continues
+/// exactly where it stopped: same batches, same masks, same schedule.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Position {
+    pub step: u64,
+    pub epoch: u64,
+    pub samples: u64,
+    /// Index, in the current epoch's batch order, of the next batch.
+    pub batch_index: usize,
+    /// The batch-order generator as it was before it drew the current epoch's order.
+    pub epoch_rng: ChaCha8Rng,
+    /// The masking generator (masked-LM models) as it is now.
+    pub noise_rng: ChaCha8Rng,
+    /// Training seconds so far.
+    pub train_s: f64,
+    /// Training loss accumulated since the last evaluation row.
+    pub loss_sum: f64,
+    pub loss_count: u64,
+}
+
+impl Position {
+    fn start(seed: u64) -> Self {
+        Self {
+            step: 0,
+            epoch: 0,
+            samples: 0,
+            batch_index: 0,
+            epoch_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0BA7_C4E5),
+            noise_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0005_EED5),
+            train_s: 0.0,
+            loss_sum: 0.0,
+            loss_count: 0,
+        }
+    }
+}
+
+/// A run to continue: its weights, optimiser state file, position and metrics so far.
+pub struct ResumeFrom {
+    /// On the training (autodiff) device.
+    pub model: Model,
+    pub optim_file: std::path::PathBuf,
+    pub position: Position,
+    pub rows: Vec<MetricsRow>,
+}
+
+/// What `fit` needs besides the observer.
+pub struct FitInput<'a> {
+    pub spec: &'a Spec,
+    pub vocab: &'a Vocab,
+    pub splits: &'a Splits,
+    /// The training device (with autodiff).
+    pub device: &'a Device,
+    pub run: &'a RunPaths,
+    /// When this process's part of the run began: the budget counts from here.
+    pub started: Instant,
+    /// Training time this process may use.
+    pub budget: Duration,
+    /// Weights to start from instead of a fresh initialisation (`model.init_from`).
+    pub init: Option<Model>,
+    pub resume: Option<ResumeFrom>,
+}
+
+/// Trains on `splits.train`, evaluating on `splits.val`.
+pub fn fit(input: FitInput, observer: &mut dyn Observer) -> Result<FitReport> {
+    let mut lp = Loop {
+        deadline: input.started + input.budget,
+        schedule: Schedule::new(&input.spec.train),
+        rows: Vec::new(),
+        best: None,
+        best_model: None,
+        since_best: 0,
+        bar: progress_bar(input.spec),
+        observer,
+        offset_s: 0.0,
+        total_s: input.budget.as_secs_f64(),
+        input,
+    };
     lp.run()
 }
 
@@ -103,12 +170,7 @@ pub struct Unobserved;
 impl Observer for Unobserved {}
 
 struct Loop<'a> {
-    spec: &'a Spec,
-    vocab: &'a Vocab,
-    splits: &'a Splits,
-    device: &'a Device,
-    run: &'a RunPaths,
-    started: Instant,
+    input: FitInput<'a>,
     deadline: Instant,
     schedule: Schedule,
     rows: Vec<MetricsRow>,
@@ -117,6 +179,9 @@ struct Loop<'a> {
     since_best: u32,
     bar: ProgressBar,
     observer: &'a mut dyn Observer,
+    /// Training seconds before this process (resumed runs), and the whole run's budget.
+    offset_s: f64,
+    total_s: f64,
 }
 
 /// Stop decision after a step or an evaluation.
@@ -125,118 +190,130 @@ enum Stop {
     Yes(Status, &'static str),
 }
 
-impl<'a> Loop<'a> {
-    fn new(
-        spec: &'a Spec,
-        vocab: &'a Vocab,
-        splits: &'a Splits,
-        device: &'a Device,
-        run: &'a RunPaths,
-        started: Instant,
-        observer: &'a mut dyn Observer,
-    ) -> Self {
-        Self {
-            spec,
-            vocab,
-            splits,
-            device,
-            run,
-            started,
-            deadline: started + spec.budget(),
-            schedule: Schedule::new(&spec.train),
-            rows: Vec::new(),
-            best: None,
-            best_model: None,
-            since_best: 0,
-            bar: progress_bar(spec),
-            observer,
-        }
-    }
+/// Seed of the device's generator (dropout) at a step: a function of the run seed and the
+/// step alone, so that a resumed run draws the same masks as an uninterrupted one.
+fn step_seed(seed: u64, step: u64) -> u64 {
+    seed ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
 
+impl Loop<'_> {
     fn run(&mut self) -> Result<FitReport> {
-        let spec = self.spec;
+        let spec = self.input.spec;
+        let device = self.input.device;
         let t = &spec.train;
-        self.device.seed(spec.experiment.seed);
-        let mut model = Model::init(spec, self.vocab.size(), self.device);
-        let layout = crate::model::layout(spec, self.vocab);
-        let mut noise = rand_chacha::ChaCha8Rng::seed_from_u64(spec.experiment.seed ^ 0x0005_EED5);
+        device.seed(spec.experiment.seed);
         let mut optim = optimiser(spec);
+        let (mut model, mut pos) = match self.input.resume.take() {
+            Some(r) => {
+                optim = optim
+                    .load(&r.optim_file)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .with_context(|| {
+                        format!("'{}' is missing or corrupt", r.optim_file.display())
+                    })?;
+                self.restore_rows(r.rows);
+                (r.model, r.position)
+            }
+            None => {
+                let model = self
+                    .input
+                    .init
+                    .take()
+                    .unwrap_or_else(|| Model::init(spec, self.input.vocab.size(), device));
+                (model, Position::start(spec.experiment.seed))
+            }
+        };
+        self.offset_s = pos.train_s;
+        self.total_s += pos.train_s;
+        let layout = crate::model::layout(spec, self.input.vocab);
         let loss_fn = CrossEntropyLossConfig::new()
             .with_pad_tokens(Some(vec![PAD as usize]))
-            .init(self.device);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.experiment.seed ^ 0x0BA7_C4E5);
-        let lengths: Vec<usize> = self.splits.train.iter().map(|e| e.prefix.len()).collect();
+            .init(device);
+        let lengths: Vec<usize> = self
+            .input
+            .splits
+            .train
+            .iter()
+            .map(|e| e.prefix.len())
+            .collect();
         let eval_every = EvalTrigger::new(&t.eval_every);
-
-        let (mut step, mut epoch, mut samples) = (0u64, 0u64, 0u64);
-        let (mut loss_sum, mut loss_count) = (0.0f64, 0u64);
+        // The current epoch's order: redrawn from the saved generator on resume.
+        let mut order_rng = pos.epoch_rng.clone();
+        let mut batches = if pos.epoch == 0 {
+            Vec::new()
+        } else {
+            epoch_batches(&lengths, t.batch_size, &mut order_rng)
+        };
         let mut last_eval = Instant::now();
-        let (status, reason) = 'outer: loop {
-            epoch += 1;
-            for indices in epoch_batches(&lengths, t.batch_size, &mut rng) {
-                let lr = self.schedule.lr(step, self.progress(step));
-                let refs: Vec<&crate::data::Example> =
-                    indices.iter().map(|&i| &self.splits.train[i]).collect();
-                let batch = make_batch(&refs, self.vocab, layout, self.device, Some(&mut noise));
-                let logits = model.forward(&batch);
-                let loss = loss_fn.forward(
-                    logits.reshape([batch.size * batch.len, self.vocab.size()]),
-                    batch.targets,
+        let (status, reason) = loop {
+            if pos.batch_index >= batches.len() {
+                pos.epoch_rng = order_rng.clone();
+                batches = epoch_batches(&lengths, t.batch_size, &mut order_rng);
+                pos.epoch += 1;
+                pos.batch_index = 0;
+            }
+            let lr = self.schedule.lr(pos.step, self.progress(pos.step));
+            let refs: Vec<&crate::data::Example> = batches[pos.batch_index]
+                .iter()
+                .map(|&i| &self.input.splits.train[i])
+                .collect();
+            device.seed(step_seed(spec.experiment.seed, pos.step));
+            let batch = make_batch(
+                &refs,
+                self.input.vocab,
+                layout,
+                device,
+                Some(&mut pos.noise_rng),
+            );
+            let logits = model.forward(&batch);
+            let loss = loss_fn.forward(
+                logits.reshape([batch.size * batch.len, self.input.vocab.size()]),
+                batch.targets,
+            );
+            let loss_value = f64::from(loss.clone().into_scalar::<f32>());
+            if diverged(loss_value, self.input.vocab.size()) {
+                warn!(
+                    step = pos.step,
+                    loss = loss_value,
+                    "training loss is not finite or exploded: diverged"
                 );
-                let loss_value = f64::from(loss.clone().into_scalar::<f32>());
-                if diverged(loss_value, self.vocab.size()) {
-                    warn!(
-                        step,
-                        loss = loss_value,
-                        "training loss is not finite or exploded: diverged"
-                    );
-                    break 'outer (Status::Diverged, "diverged");
-                }
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optim.step(lr, model, grads);
-                step += 1;
-                samples += batch.size as u64;
-                loss_sum += loss_value;
-                loss_count += 1;
+                break (Status::Diverged, "diverged");
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            pos.step += 1;
+            pos.batch_index += 1;
+            pos.samples += batch.size as u64;
+            pos.loss_sum += loss_value;
+            pos.loss_count += 1;
+            pos.train_s = self.elapsed();
 
-                let stop = self.stop_after_step(step);
-                if eval_every.due(step, last_eval) || !matches!(stop, Stop::No) {
-                    let train_loss = loss_sum / loss_count.max(1) as f64;
-                    (loss_sum, loss_count) = (0.0, 0);
-                    let row = MetricsRow {
-                        step,
-                        epoch,
-                        elapsed_s: self.started.elapsed().as_secs_f64(),
-                        samples,
-                        train_loss,
-                        val_loss: 0.0,
-                        val_token_acc: 0.0,
-                        val_exact: 0.0,
-                        lr,
-                    };
-                    let after_eval = self.evaluate(&model, &optim, row)?;
-                    last_eval = Instant::now();
-                    if let Stop::Yes(status, reason) = stop {
-                        break 'outer (status, reason);
-                    }
-                    if let Stop::Yes(status, reason) = after_eval {
-                        break 'outer (status, reason);
-                    }
+            let stop = self.stop_after_step(pos.step);
+            if eval_every.due(pos.step, last_eval) || !matches!(stop, Stop::No) {
+                let after_eval = self.evaluate(&model, &optim, &mut pos, lr)?;
+                last_eval = Instant::now();
+                if let Stop::Yes(status, reason) = stop {
+                    break (status, reason);
                 }
-                if step % 10 == 0 {
-                    self.bar.set_position(self.bar_position(step));
-                    self.bar
-                        .set_message(format!("step {step} loss {:.4} lr {lr:.2e}", loss_value));
+                if let Stop::Yes(status, reason) = after_eval {
+                    break (status, reason);
                 }
+            }
+            if pos.step % 10 == 0 {
+                self.bar.set_position(self.bar_position(pos.step));
+                self.bar.set_message(format!(
+                    "step {} loss {loss_value:.4} lr {lr:.2e}",
+                    pos.step
+                ));
             }
         };
         self.bar.finish_and_clear();
         crate::logging::attach_bar(None);
-        if status == Status::Diverged && step > 0 {
+        if status == Status::Diverged && pos.step > 0 {
             // Keep the last finite state for inspection; the best checkpoint is untouched.
-            let state = self.train_state(step, epoch, samples, f64::NAN);
+            let state = self.train_state(&pos, f64::NAN);
             checkpoint::save(
-                &self.run.checkpoints(),
+                &self.input.run.checkpoints(),
                 "last",
                 &model,
                 &optim,
@@ -250,27 +327,51 @@ impl<'a> Loop<'a> {
             rows: std::mem::take(&mut self.rows),
             best: self.best.clone(),
             best_model: self.best_model.take(),
-            steps: step,
-            epochs: epoch,
-            samples,
-            train_s: self.started.elapsed().as_secs_f64(),
+            steps: pos.step,
+            epochs: pos.epoch,
+            samples: pos.samples,
+            train_s: self.elapsed(),
         })
+    }
+
+    /// Training seconds of the whole run, resumed parts included.
+    fn elapsed(&self) -> f64 {
+        self.offset_s + self.input.started.elapsed().as_secs_f64()
+    }
+
+    /// Takes over the metrics of the run being resumed: its best row and patience count.
+    fn restore_rows(&mut self, rows: Vec<MetricsRow>) {
+        for row in &rows {
+            let improved = self.best.as_ref().is_none_or(|b| {
+                row.val_exact > b.val_exact
+                    || (row.val_exact == b.val_exact && row.val_loss < b.val_loss)
+            });
+            if improved {
+                self.best = Some(row.clone());
+                self.since_best = 0;
+            } else {
+                self.since_best += 1;
+            }
+        }
+        self.rows = rows;
     }
 
     /// Schedule progress: by steps when `max_steps` is set (reproducible), else by time.
     fn progress(&self, step: u64) -> f64 {
-        let t = &self.spec.train;
+        let t = &self.input.spec.train;
         if t.max_steps > 0 {
             let after_warmup = t.max_steps.saturating_sub(t.warmup_steps).max(1);
             step.saturating_sub(t.warmup_steps) as f64 / after_warmup as f64
         } else {
-            self.started.elapsed().as_secs_f64() / self.spec.budget().as_secs_f64()
+            self.elapsed() / self.total_s.max(1e-9)
         }
     }
 
     fn stop_after_step(&self, step: u64) -> Stop {
-        let t = &self.spec.train;
-        if t.max_steps > 0 && step >= t.max_steps {
+        let t = &self.input.spec.train;
+        if crate::signals::stop_requested() {
+            Stop::Yes(Status::Interrupted, "interrupted")
+        } else if t.max_steps > 0 && step >= t.max_steps {
             Stop::Yes(Status::Completed, "max_steps")
         } else if Instant::now() >= self.deadline {
             Stop::Yes(Status::BudgetReached, "budget")
@@ -285,8 +386,10 @@ impl<'a> Loop<'a> {
         &mut self,
         model: &Model,
         optim: &ModuleOptimizer,
-        mut row: MetricsRow,
+        pos: &mut Position,
+        lr: f64,
     ) -> Result<Stop> {
+        let spec = self.input.spec;
         let valid = model.valid();
         let ValMetrics {
             loss,
@@ -294,14 +397,26 @@ impl<'a> Loop<'a> {
             exact,
         } = teacher_forced(
             &valid,
-            &self.splits.val,
-            self.vocab,
-            crate::model::layout(self.spec, self.vocab),
-            &valid_device(self.device),
+            &self.input.splits.val,
+            self.input.vocab,
+            crate::model::layout(spec, self.input.vocab),
+            &valid_device(self.input.device),
         );
-        row.val_loss = loss;
-        row.val_token_acc = token_acc;
-        row.val_exact = exact;
+        let row = MetricsRow {
+            step: pos.step,
+            epoch: pos.epoch,
+            elapsed_s: self.elapsed(),
+            samples: pos.samples,
+            train_loss: pos.loss_sum / pos.loss_count.max(1) as f64,
+            val_loss: loss,
+            val_token_acc: token_acc,
+            val_exact: exact,
+            lr,
+        };
+        // The checkpoint keeps the loss accumulated so far: a run interrupted here and
+        // resumed writes the same next row as one that never stopped.
+        let state = self.train_state(pos, exact);
+        (pos.loss_sum, pos.loss_count) = (0.0, 0);
         info!(
             step = row.step,
             train_loss = format!("{:.4}", row.train_loss),
@@ -318,24 +433,31 @@ impl<'a> Loop<'a> {
             .best
             .as_ref()
             .is_none_or(|b| exact > b.val_exact || (exact == b.val_exact && loss < b.val_loss));
-        let state = self.train_state(row.step, row.epoch, row.samples, exact);
-        let checkpoints = self.run.checkpoints();
+        let checkpoints = self.input.run.checkpoints();
+        let interrupted = crate::signals::stop_requested();
+        let mut state = state;
+        if !interrupted {
+            // Resuming from a regular evaluation starts a fresh accumulation, as the
+            // uninterrupted run does after writing this row.
+            state.position.loss_sum = 0.0;
+            state.position.loss_count = 0;
+        }
         if improved {
-            checkpoint::save(&checkpoints, "best", model, optim, &state, self.spec)?;
+            checkpoint::save(&checkpoints, "best", model, optim, &state, spec)?;
             self.best = Some(row.clone());
             self.best_model = Some(valid);
             self.since_best = 0;
         } else {
             self.since_best += 1;
         }
-        checkpoint::save(&checkpoints, "last", model, optim, &state, self.spec)?;
+        checkpoint::save(&checkpoints, "last", model, optim, &state, spec)?;
         let keep_going = self.observer.on_eval(&row);
         self.rows.push(row);
-        write_csv(&self.run.metrics(), &self.rows)?;
+        write_csv(&self.input.run.metrics(), &self.rows)?;
         if !keep_going {
             return Ok(Stop::Yes(Status::Pruned, "pruned"));
         }
-        let t = &self.spec.train;
+        let t = &spec.train;
         if exact >= t.target_exact {
             return Ok(Stop::Yes(Status::TargetReached, "target"));
         }
@@ -345,21 +467,22 @@ impl<'a> Loop<'a> {
         Ok(Stop::No)
     }
 
-    fn train_state(&self, step: u64, epoch: u64, samples: u64, val_exact: f64) -> TrainState {
+    fn train_state(&self, pos: &Position, val_exact: f64) -> TrainState {
         TrainState {
-            step,
-            epoch,
-            samples,
-            elapsed_s: self.started.elapsed().as_secs_f64(),
+            step: pos.step,
+            epoch: pos.epoch,
+            samples: pos.samples,
+            elapsed_s: self.elapsed(),
             val_exact,
+            position: pos.clone(),
         }
     }
 
     fn bar_position(&self, step: u64) -> u64 {
-        if self.spec.train.max_steps > 0 {
+        if self.input.spec.train.max_steps > 0 {
             step
         } else {
-            self.started.elapsed().as_millis() as u64
+            (self.elapsed() * 1000.0) as u64
         }
     }
 }

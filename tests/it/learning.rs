@@ -39,16 +39,18 @@ fn fit(
     let splits = dataset::build_splits(spec, &vocab).unwrap();
     let run = RunPaths::new(dir);
     let device = Device::flex().autodiff();
-    let report = train::fit(
+    let input = train::FitInput {
         spec,
-        &vocab,
-        &splits,
-        &device,
-        &run,
-        Instant::now(),
-        &mut train::Unobserved,
-    )
-    .unwrap();
+        vocab: &vocab,
+        splits: &splits,
+        device: &device,
+        run: &run,
+        started: Instant::now(),
+        budget: spec.budget(),
+        init: None,
+        resume: None,
+    };
+    let report = train::fit(input, &mut train::Unobserved).unwrap();
     (report, splits.test)
 }
 

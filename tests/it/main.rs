@@ -6,6 +6,8 @@ mod common;
 mod bad_input;
 mod compare;
 mod configs;
+mod faults;
+mod fuzz;
 mod learning;
 mod run_dir;
 mod sweep;
