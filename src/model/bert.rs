@@ -2,16 +2,13 @@
 //! written into mask slots after `,output`, all in one pass (non-autoregressive), and read
 //! up to the first `,`.
 
-use super::decode::Decoded;
-use super::embed::TokenEmbedding;
+use super::decode::{self, Decoded};
+use super::embed::{encoder_blocks, TokenEmbedding};
 use crate::data::vocab::PAD;
 use crate::spec::ModelSpec;
-use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
-};
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderInput};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use std::collections::BTreeMap;
 
 #[derive(Module, Debug)]
 pub struct Bert {
@@ -31,15 +28,7 @@ impl Bert {
     ) -> Self {
         Self {
             embed: TokenEmbedding::init(spec, vocab_size + 1, max_positions, device),
-            encoder: TransformerEncoderConfig::new(
-                spec.d_model,
-                spec.d_ff,
-                spec.n_heads,
-                spec.n_layers,
-            )
-            .with_dropout(spec.dropout)
-            .with_norm_first(spec.norm_first)
-            .init(device),
+            encoder: encoder_blocks(spec, spec.n_layers, device),
             norm: LayerNormConfig::new(spec.d_model).init(device),
             head: LinearConfig::new(spec.d_model, vocab_size).init(device),
         }
@@ -66,45 +55,24 @@ impl Bert {
         end: u32,
         device: &Device,
     ) -> Vec<Decoded> {
-        let mut out = vec![
-            Decoded {
-                tokens: Vec::new(),
-                ended: false
-            };
-            prompts.len()
-        ];
-        let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for (i, p) in prompts.iter().enumerate() {
-            by_len.entry(p.len()).or_default().push(i);
-        }
-        for (len, rows) in by_len {
-            for chunk in rows.chunks(super::decode::DECODE_BATCH) {
-                let width = len + slots;
-                let ids: Vec<i64> = chunk
-                    .iter()
-                    .flat_map(|&i| {
-                        let slots = std::iter::repeat_n(mask_id, slots);
-                        prompts[i].iter().copied().chain(slots).map(i64::from)
-                    })
-                    .collect();
-                let tokens =
-                    Tensor::<2, Int>::from_data(TensorData::new(ids, [chunk.len(), width]), device);
-                let best: Vec<i64> = self
-                    .forward(tokens)
-                    .argmax(2)
-                    .to_data()
-                    .iter::<i64>()
-                    .collect();
-                for (k, &row) in chunk.iter().enumerate() {
-                    let written = &best[k * width + len..(k + 1) * width];
-                    let d = &mut out[row];
-                    for &token in written {
-                        if token as u32 == end {
-                            d.ended = true;
-                            break;
-                        }
-                        d.tokens.push(token as u32);
+        let mut out = vec![Decoded::default(); prompts.len()];
+        for (len, rows) in decode::length_groups(prompts) {
+            let width = len + slots;
+            let tokens = decode::group_tensor(prompts, &rows, slots, mask_id, device);
+            let best: Vec<i64> = self
+                .forward(tokens)
+                .argmax(2)
+                .to_data()
+                .iter::<i64>()
+                .collect();
+            for (k, &row) in rows.iter().enumerate() {
+                let d = &mut out[row];
+                for &token in &best[k * width + len..(k + 1) * width] {
+                    if token as u32 == end {
+                        d.ended = true;
+                        break;
                     }
+                    d.tokens.push(token as u32);
                 }
             }
         }

@@ -17,7 +17,7 @@ pub trait Incremental {
 
 /// What the model wrote after a prompt: tokens before the end token, and whether it wrote
 /// the end token within the allowed length.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decoded {
     pub tokens: Vec<u32>,
     pub ended: bool,
@@ -35,6 +35,45 @@ pub fn last_position(logits: Tensor<3>) -> Tensor<2> {
 /// batches pay off on a CPU.
 pub(crate) const DECODE_BATCH: usize = 512;
 
+/// Prompt indices grouped by prompt length, in chunks of at most `DECODE_BATCH`: each
+/// chunk decodes as one batch with no padding.
+pub(crate) fn length_groups(prompts: &[Vec<u32>]) -> Vec<(usize, Vec<usize>)> {
+    let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, p) in prompts.iter().enumerate() {
+        by_len.entry(p.len()).or_default().push(i);
+    }
+    by_len
+        .into_iter()
+        .flat_map(|(len, rows)| {
+            rows.chunks(DECODE_BATCH)
+                .map(|c| (len, c.to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The chunk's prompts, each followed by `extra` copies of `fill`, as one tensor.
+pub(crate) fn group_tensor(
+    prompts: &[Vec<u32>],
+    rows: &[usize],
+    extra: usize,
+    fill: u32,
+    device: &Device,
+) -> Tensor<2, Int> {
+    let width = prompts[rows[0]].len() + extra;
+    let ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|&i| {
+            prompts[i]
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(fill, extra))
+                .map(i64::from)
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(ids, [rows.len(), width]), device)
+}
+
 pub fn greedy<M: Incremental>(
     model: &M,
     prompts: &[Vec<u32>],
@@ -42,27 +81,10 @@ pub fn greedy<M: Incremental>(
     end: u32,
     device: &Device,
 ) -> Vec<Decoded> {
-    let mut out = vec![
-        Decoded {
-            tokens: Vec::new(),
-            ended: false
-        };
-        prompts.len()
-    ];
-    let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, p) in prompts.iter().enumerate() {
-        by_len.entry(p.len()).or_default().push(i);
-    }
-    for (len, indices) in by_len {
-        for chunk in indices.chunks(DECODE_BATCH) {
-            let ids: Vec<i64> = chunk
-                .iter()
-                .flat_map(|&i| prompts[i].iter().map(|&t| t as i64))
-                .collect();
-            let tokens =
-                Tensor::<2, Int>::from_data(TensorData::new(ids, [chunk.len(), len]), device);
-            decode_group(model, tokens, chunk, max_new, end, &mut out);
-        }
+    let mut out = vec![Decoded::default(); prompts.len()];
+    for (_, rows) in length_groups(prompts) {
+        let tokens = group_tensor(prompts, &rows, 0, 0, device);
+        decode_group(model, tokens, &rows, max_new, end, &mut out);
     }
     out
 }

@@ -1,6 +1,7 @@
 //! Token embeddings plus positions, shared by the attention models.
 
 use crate::spec::{ModelSpec, PosEncoding};
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig};
 use burn::nn::{Embedding, EmbeddingConfig, PositionalEncoding, PositionalEncodingConfig};
 use burn::prelude::*;
 
@@ -50,4 +51,13 @@ impl TokenEmbedding {
             Positions::Sinusoidal(encoding) => encoding.forward(x),
         }
     }
+}
+
+/// A stack of `n_layers` Transformer encoder blocks with the spec's width, heads, feed-forward
+/// size, dropout and norm placement (GPT's causal blocks and BERT's encoder alike).
+pub fn encoder_blocks(spec: &ModelSpec, n_layers: usize, device: &Device) -> TransformerEncoder {
+    TransformerEncoderConfig::new(spec.d_model, spec.d_ff, spec.n_heads, n_layers)
+        .with_dropout(spec.dropout)
+        .with_norm_first(spec.norm_first)
+        .init(device)
 }

@@ -2,12 +2,11 @@
 //! next-token logits. Decoding reuses a KV cache.
 
 use super::decode::{last_position, Incremental};
-use super::embed::TokenEmbedding;
+use super::embed::{encoder_blocks, TokenEmbedding};
 use crate::spec::ModelSpec;
 use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderAutoregressiveCache, TransformerEncoderConfig,
-    TransformerEncoderInput,
+    TransformerEncoder, TransformerEncoderAutoregressiveCache, TransformerEncoderInput,
 };
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -29,15 +28,7 @@ impl Gpt {
     ) -> Self {
         Self {
             embed: TokenEmbedding::init(spec, vocab_size, max_positions, device),
-            blocks: TransformerEncoderConfig::new(
-                spec.d_model,
-                spec.d_ff,
-                spec.n_heads,
-                spec.n_layers,
-            )
-            .with_dropout(spec.dropout)
-            .with_norm_first(spec.norm_first)
-            .init(device),
+            blocks: encoder_blocks(spec, spec.n_layers, device),
             norm: LayerNormConfig::new(spec.d_model).init(device),
             head: LinearConfig::new(spec.d_model, vocab_size).init(device),
         }

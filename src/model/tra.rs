@@ -2,13 +2,13 @@
 //! from `,output` and writes the closers and the final `,`, attending to the encoder.
 
 use super::decode::{last_position, Incremental};
-use super::embed::TokenEmbedding;
+use super::embed::{encoder_blocks, TokenEmbedding};
 use crate::data::vocab::PAD;
 use crate::spec::ModelSpec;
 use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::transformer::{
     TransformerDecoder, TransformerDecoderAutoregressiveCache, TransformerDecoderConfig,
-    TransformerDecoderInput, TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+    TransformerDecoderInput, TransformerEncoder, TransformerEncoderInput,
 };
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -33,15 +33,7 @@ impl Tra {
         Self {
             source_embed: TokenEmbedding::init(spec, vocab_size, max_positions, device),
             target_embed: TokenEmbedding::init(spec, vocab_size, max_positions, device),
-            encoder: TransformerEncoderConfig::new(
-                spec.d_model,
-                spec.d_ff,
-                spec.n_heads,
-                spec.n_enc_layers,
-            )
-            .with_dropout(spec.dropout)
-            .with_norm_first(spec.norm_first)
-            .init(device),
+            encoder: encoder_blocks(spec, spec.n_enc_layers, device),
             decoder: TransformerDecoderConfig::new(
                 spec.d_model,
                 spec.d_ff,

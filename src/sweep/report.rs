@@ -85,6 +85,20 @@ fn value_text(v: &toml::Value) -> String {
     }
 }
 
+/// "12 trials: 9 complete, 2 pruned, 1 failed, 0 running, 0 interrupted"
+fn state_counts(trials: &[Trial]) -> String {
+    let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count();
+    format!(
+        "{} trials: {} complete, {} pruned, {} failed, {} running, {} interrupted",
+        trials.len(),
+        count(TrialState::Complete),
+        count(TrialState::Pruned),
+        count(TrialState::Failed),
+        count(TrialState::Running),
+        count(TrialState::Interrupted)
+    )
+}
+
 pub fn best_path(dir: &Path) -> PathBuf {
     dir.join("best_trial.toml")
 }
@@ -105,19 +119,7 @@ pub fn show(dir: &Path) -> Result<String> {
         "val_loss" => Objective::ValLoss,
         _ => Objective::ValExact,
     };
-    let mut out = String::new();
-    let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count();
-    let _ = writeln!(
-        out,
-        "study {}: {} trials: {} complete, {} pruned, {} failed, {} running, {} interrupted",
-        dir.display(),
-        trials.len(),
-        count(TrialState::Complete),
-        count(TrialState::Pruned),
-        count(TrialState::Failed),
-        count(TrialState::Running),
-        count(TrialState::Interrupted)
-    );
+    let mut out = format!("study {}: {}\n", dir.display(), state_counts(&trials));
     match best(&trials, objective) {
         Some(b) => {
             let _ = writeln!(
@@ -268,17 +270,10 @@ pub fn study_report(dir: &Path) -> Result<PathBuf> {
         .iter()
         .filter(|t| t.state == TrialState::Complete && t.value.is_some_and(f64::is_finite))
         .collect();
-    let mut md = format!("# Study report: {}\n\n", dir.display());
-    let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count();
-    let _ = writeln!(
-        md,
-        "{} trials: {} complete, {} pruned, {} failed, {} running, {} interrupted.\n",
-        trials.len(),
-        count(TrialState::Complete),
-        count(TrialState::Pruned),
-        count(TrialState::Failed),
-        count(TrialState::Running),
-        count(TrialState::Interrupted)
+    let mut md = format!(
+        "# Study report: {}\n\n{}.\n\n",
+        dir.display(),
+        state_counts(&trials)
     );
     match best(&trials, objective) {
         Some(b) => {
