@@ -147,7 +147,7 @@ pub fn fit(input: FitInput, observer: &mut dyn Observer) -> Result<FitReport> {
         best: None,
         best_model: None,
         since_best: 0,
-        bar: progress_bar(input.spec),
+        bar: progress_bar(),
         observer,
         offset_s: 0.0,
         total_s: input.budget.as_secs_f64(),
@@ -478,12 +478,16 @@ impl Loop<'_> {
         }
     }
 
+    /// Per mille of the run done: by steps or by time, whichever limit is nearer.
     fn bar_position(&self, step: u64) -> u64 {
-        if self.input.spec.train.max_steps > 0 {
-            step
+        let by_time = self.elapsed() / self.total_s.max(1e-9);
+        let max_steps = self.input.spec.train.max_steps;
+        let by_steps = if max_steps > 0 {
+            step as f64 / max_steps as f64
         } else {
-            (self.elapsed() * 1000.0) as u64
-        }
+            0.0
+        };
+        (1000.0 * by_time.max(by_steps).min(1.0)) as u64
     }
 }
 
@@ -512,16 +516,11 @@ fn valid_device(device: &Device) -> Device {
     device.clone().without_autodiff()
 }
 
-fn progress_bar(spec: &Spec) -> ProgressBar {
-    let len = if spec.train.max_steps > 0 {
-        spec.train.max_steps
-    } else {
-        spec.budget().as_millis() as u64
-    };
+fn progress_bar() -> ProgressBar {
     if !crate::logging::training_bar() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(len);
+    let bar = ProgressBar::new(1000);
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:30} {percent:>3}% {msg} [{elapsed_precise}, {eta} left]",
