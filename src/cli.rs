@@ -131,6 +131,29 @@ pub enum Command {
         #[command(subcommand)]
         command: StudyCommand,
     },
+    /// Training and decoding throughput of each architecture at its reference size.
+    Bench {
+        /// Architectures to measure (repeatable; default: all five).
+        #[arg(long)]
+        arch: Vec<String>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Measurement windows (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        windows: usize,
+        /// Training steps per window.
+        #[arg(long, default_value_t = 30)]
+        window_steps: usize,
+        /// Directory for bench/<host>-<date>.csv.
+        #[arg(long, default_value = "bench")]
+        out: PathBuf,
+        #[arg(long, hide = true)]
+        child: bool,
+    },
     /// List the configs in a directory with their one-line descriptions.
     Configs {
         #[arg(default_value = "configs")]

@@ -3,6 +3,7 @@
 pub mod app;
 pub mod artifacts;
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod compare;
 pub mod data;

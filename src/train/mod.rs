@@ -9,7 +9,7 @@ mod schedule;
 pub use schedule::Schedule;
 
 use crate::artifacts::{write_csv, RunPaths};
-use crate::data::batcher::{epoch_batches, make_batch};
+use crate::data::batcher::{epoch_batches, make_batch, Batch};
 use crate::data::dataset::Splits;
 use crate::data::vocab::PAD;
 use crate::data::Vocab;
@@ -19,7 +19,7 @@ use crate::spec::{parse_duration, EvalEvery, Spec};
 use anyhow::{Context, Result};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use checkpoint::TrainState;
@@ -226,9 +226,7 @@ impl Loop<'_> {
         self.offset_s = pos.train_s;
         self.total_s += pos.train_s;
         let layout = crate::model::layout(spec, self.input.vocab);
-        let loss_fn = CrossEntropyLossConfig::new()
-            .with_pad_tokens(Some(vec![PAD as usize]))
-            .init(device);
+        let loss_fn = loss_fn(device);
         let lengths: Vec<usize> = self
             .input
             .splits
@@ -265,13 +263,10 @@ impl Loop<'_> {
                 device,
                 Some(&mut pos.noise_rng),
             );
-            let logits = model.forward(&batch);
-            let loss = loss_fn.forward(
-                logits.reshape([batch.size * batch.len, self.input.vocab.size()]),
-                batch.targets,
-            );
-            let loss_value = f64::from(loss.clone().into_scalar::<f32>());
-            if diverged(loss_value, self.input.vocab.size()) {
+            let batch_size = batch.size;
+            let (next, loss_value, ok) = step(model, &mut optim, &loss_fn, batch, lr);
+            model = next;
+            if !ok {
                 warn!(
                     step = pos.step,
                     loss = loss_value,
@@ -279,11 +274,9 @@ impl Loop<'_> {
                 );
                 break (Status::Diverged, "diverged");
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
             pos.step += 1;
             pos.batch_index += 1;
-            pos.samples += batch.size as u64;
+            pos.samples += batch_size as u64;
             pos.loss_sum += loss_value;
             pos.loss_count += 1;
             pos.train_s = self.elapsed();
@@ -491,13 +484,40 @@ impl Loop<'_> {
     }
 }
 
+/// One optimisation step on `batch`. Returns the model, the batch's loss, and false (with
+/// the model untouched) when the loss diverged.
+pub fn step(
+    model: Model,
+    optim: &mut ModuleOptimizer,
+    loss_fn: &CrossEntropyLoss,
+    batch: Batch,
+    lr: f64,
+) -> (Model, f64, bool) {
+    let logits = model.forward(&batch); // [batch, len, vocab]
+    let [b, t, v] = logits.dims();
+    let loss = loss_fn.forward(logits.reshape([b * t, v]), batch.targets);
+    let value = f64::from(loss.clone().into_scalar::<f32>());
+    if diverged(value, v) {
+        return (model, value, false);
+    }
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    (optim.step(lr, model, grads), value, true)
+}
+
+/// The loss on answer positions (padding ignored), on `device`.
+pub fn loss_fn(device: &Device) -> CrossEntropyLoss {
+    CrossEntropyLossConfig::new()
+        .with_pad_tokens(Some(vec![PAD as usize]))
+        .init(device)
+}
+
 /// A non-finite loss, or one a hundred times worse than guessing uniformly (ln of the
 /// vocabulary size): no run that is learning gets there, and a run that does never recovers.
 fn diverged(loss: f64, vocab_size: usize) -> bool {
     !loss.is_finite() || loss > 100.0 * (vocab_size as f64).ln()
 }
 
-fn optimiser(spec: &Spec) -> ModuleOptimizer {
+pub fn optimiser(spec: &Spec) -> ModuleOptimizer {
     let t = &spec.train;
     // burn's AdamW defaults (eps 1e-5, weight decay 1e-4) differ from PyTorch's: set both.
     let config = AdamWConfig::new()
