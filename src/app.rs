@@ -70,7 +70,8 @@ pub fn run(cli: Cli) -> Result<()> {
             fresh,
             out,
             overrides,
-        } => score(&configs, fresh, &out, &overrides),
+            seeds,
+        } => score(&configs, fresh, &out, &overrides, seeds),
         Command::Sweep {
             spec,
             overrides,
@@ -338,60 +339,81 @@ fn check_positions(
     Ok(())
 }
 
-/// `runner score`: run configs and score each on fresh examples, writing a table.
-fn score(configs: &[String], fresh: usize, out: &Path, overrides: &[String]) -> Result<()> {
+/// `runner score`: run configs (each with `seeds` seeds) and score each run on fresh
+/// examples, writing a table with the time each took to reach 99% validation exact match.
+fn score(
+    configs: &[String],
+    fresh: usize,
+    out: &Path,
+    overrides: &[String],
+    seeds: u64,
+) -> Result<()> {
     // Check every config before spending time on the first.
+    let mut base_seeds = Vec::new();
     for c in configs {
-        prepare(c, overrides)?;
+        base_seeds.push(prepare(c, overrides)?.0.spec.experiment.seed);
     }
     let mut table = String::from(
-        "| config | status | exact match (fresh) | best val exact | wall s | train samples/s | params |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| config | seed | status | exact match (fresh) | best val exact | s to 99% val | wall s | train samples/s | params |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
-    for c in configs {
-        let run_dir = run_spec(c, overrides)?;
-        let (loaded, device) = load_run(&run_dir, "best")?;
-        let spec = &loaded.spec;
-        let vocab = dataset::vocab(spec);
-        let examples = dataset::fresh(spec, &vocab, fresh, fresh_seed(spec));
-        let data_file = run_dir.join(format!("fresh_{fresh}.jsonl"));
-        dataset::write_jsonl(&data_file, &examples, &vocab)?;
-        let max_new = crate::model::answer_budget(spec, spec.max_answer_len());
-        let report = EvalReport::from_predictions(&eval::predict(
-            &loaded.model,
-            &examples,
-            &vocab,
-            max_new,
-            &device,
-        ));
-        let summary = runs::read_summary(&run_dir)?;
-        table.push_str(&format!(
-            "| {} | {} | {:.4} ({}/{}) | {} | {:.1} | {:.0} | {} |\n",
-            spec.experiment.name,
-            serde_json::to_value(summary.status)?
-                .as_str()
-                .unwrap_or("?"),
-            report.exact_match,
-            report.correct,
-            report.total,
-            summary
-                .best_val_exact
-                .map(|v| format!("{v:.4}"))
-                .unwrap_or_else(|| "-".into()),
-            summary.wall_s,
-            summary.samples_per_s,
-            summary.params
-        ));
-        write_atomic(out, table.as_bytes())?;
-        println!(
-            "{} -> {} (eval --data {})",
-            c,
-            report.headline(),
-            data_file.display()
-        );
+    for (c, base) in configs.iter().zip(base_seeds) {
+        for k in 0..seeds.max(1) {
+            let mut run_overrides = overrides.to_vec();
+            run_overrides.push(format!("experiment.seed={}", base + k));
+            let run_dir = run_spec(c, &run_overrides)?;
+            let report = score_fresh(&run_dir, fresh)?;
+            let summary = runs::read_summary(&run_dir)?;
+            let to_99 = crate::compare::read_metrics(&run_dir.join("metrics.csv"))
+                .unwrap_or_else(|(rows, _)| rows)
+                .iter()
+                .find(|r| r.val_exact >= 0.99)
+                .map(|r| format!("{:.1}", r.elapsed_s))
+                .unwrap_or_else(|| "-".into());
+            table.push_str(&format!(
+                "| {} | {} | {} | {:.4} ({}/{}) | {} | {to_99} | {:.1} | {:.0} | {} |\n",
+                summary.name,
+                base + k,
+                serde_json::to_value(summary.status)?
+                    .as_str()
+                    .unwrap_or("?"),
+                report.exact_match,
+                report.correct,
+                report.total,
+                summary
+                    .best_val_exact
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "-".into()),
+                summary.wall_s,
+                summary.samples_per_s,
+                summary.params
+            ));
+            write_atomic(out, table.as_bytes())?;
+        }
     }
     print!("{table}");
     Ok(())
+}
+
+/// Scores a run's best checkpoint on `n` fresh examples of its distribution and leaves them
+/// as `fresh_<n>.jsonl` in the run directory, for `runner eval --data`.
+fn score_fresh(run_dir: &Path, n: usize) -> Result<EvalReport> {
+    let (loaded, device) = load_run(run_dir, "best")?;
+    let spec = &loaded.spec;
+    let vocab = dataset::vocab(spec);
+    let examples = dataset::fresh(spec, &vocab, n, fresh_seed(spec));
+    let data_file = run_dir.join(format!("fresh_{n}.jsonl"));
+    dataset::write_jsonl(&data_file, &examples, &vocab)?;
+    let max_new = crate::model::answer_budget(spec, spec.max_answer_len());
+    let predictions = eval::predict(&loaded.model, &examples, &vocab, max_new, &device);
+    let report = EvalReport::from_predictions(&predictions);
+    println!(
+        "{} -> {} (eval --data {})",
+        run_dir.display(),
+        report.headline(),
+        data_file.display()
+    );
+    Ok(report)
 }
 
 /// `runner eval RUN --suite`.

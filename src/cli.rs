@@ -107,6 +107,9 @@ pub enum Command {
         /// Overrides applied to every config (key.path=value).
         #[arg(long = "set")]
         overrides: Vec<String>,
+        /// Runs per config, with seeds experiment.seed, +1, +2, ...
+        #[arg(long, default_value_t = 1)]
+        seeds: u64,
     },
     /// Hyperparameter search over `[sweep.space]`; resumes the study if it exists.
     Sweep {
