@@ -128,8 +128,7 @@ impl Sqlite {
         let conn = Connection::open(path).with_context(damaged)?;
         conn.busy_timeout(Duration::from_secs(60))
             .with_context(damaged)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .with_context(damaged)?;
+        set_wal(&conn).with_context(damaged)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .with_context(damaged)?;
         conn.execute_batch(SCHEMA).with_context(damaged)?;
@@ -141,6 +140,29 @@ impl Sqlite {
             bail!("{}: {check}", damaged());
         }
         Ok(Self { conn })
+    }
+}
+
+/// Switches to WAL. The switch needs the database to itself and does not always wait on the
+/// busy handler, so two workers starting together retry it for up to 30 s.
+fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let mut attempts = 0;
+    loop {
+        let mode: rusqlite::Result<String> =
+            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0));
+        match mode {
+            Ok(_) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && attempts < 600 =>
+            {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -455,6 +477,27 @@ mod tests {
         // A live worker's running trial is left alone: the next claim is a new number.
         let next = db.claim(5, &me, &mut |_| proposal(9)).unwrap().unwrap();
         assert_eq!(next.number, first.number + 1);
+    }
+
+    #[test]
+    fn workers_opening_a_new_study_at_once_all_succeed() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("study.db");
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || {
+                        Sqlite::open(&path)
+                            .and_then(|db| db.open_study("s", "x", "val_exact"))
+                            .map(|_| ())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        }
     }
 
     #[test]

@@ -57,6 +57,7 @@ fn regular_rows(dir: &Path) -> Vec<String> {
 
 /// Logits of the last checkpoint on a fixed batch: equal logits, equal weights.
 fn last_logits(dir: &Path) -> Vec<f32> {
+    let _turn = crate::common::burn_rng_lock();
     let device = Device::flex();
     let loaded = checkpoint::load(&dir.join("checkpoints/last"), &device).unwrap();
     let vocab = dataset::vocab(&loaded.spec);

@@ -100,6 +100,7 @@ proptest! {
         s.model.max_positions = max_positions;
         s.data.max_len = max_len;
         if spec::validate(&s).is_ok() {
+            let _turn = crate::common::burn_rng_lock();
             let device = Device::flex();
             let vocab = dataset::vocab(&s);
             let examples = dataset::fresh(&s, &vocab, 4, 1);

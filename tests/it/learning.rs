@@ -35,6 +35,7 @@ fn fit(
     spec: &Spec,
     dir: &std::path::Path,
 ) -> (train::FitReport, Vec<bracket_closer::data::Example>) {
+    let _turn = crate::common::burn_rng_lock();
     let vocab = dataset::vocab(spec);
     let splits = dataset::build_splits(spec, &vocab).unwrap();
     let run = RunPaths::new(dir);

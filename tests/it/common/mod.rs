@@ -94,3 +94,10 @@ impl Workspace {
         self.path().join(line)
     }
 }
+
+/// burn's CPU device has one random generator per process: tests that initialise or train
+/// models in this process take turns, so that each sees the generator its seed set.
+pub fn burn_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
