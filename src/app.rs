@@ -152,9 +152,7 @@ fn report_run(root: &Path, summary: &crate::runs::Summary) -> Result<()> {
     println!("run directory: {}", root.display());
     println!(
         "status: {} ({}), steps {}, {:.0} samples/s, wall {:.1}s",
-        serde_json::to_value(summary.status)?
-            .as_str()
-            .unwrap_or("?"),
+        summary.status.as_str(),
         summary.stop_reason,
         summary.steps,
         summary.samples_per_s,
@@ -324,7 +322,7 @@ fn check_positions(
     };
     if let Some(e) = examples
         .iter()
-        .find(|e| e.prefix.len() + 2 + max_new > limit)
+        .find(|e| !crate::model::fits(spec, e, max_new))
     {
         anyhow::bail!(
             "prefix '{}' ({} brackets) is too long for this {} model: it reads at most {limit} \
@@ -374,9 +372,7 @@ fn score(
                 "| {} | {} | {} | {:.4} ({}/{}) | {} | {to_99} | {:.1} | {:.0} | {} |\n",
                 summary.name,
                 base + k,
-                serde_json::to_value(summary.status)?
-                    .as_str()
-                    .unwrap_or("?"),
+                summary.status.as_str(),
                 report.exact_match,
                 report.correct,
                 report.total,

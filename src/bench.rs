@@ -152,7 +152,7 @@ fn measure(arch: Arch, args: &BenchArgs) -> Result<BenchRow> {
     let mut model = Model::init(&spec, vocab.size(), &train_device);
     let params = model.num_params();
     let mut optim = train::optimiser(&spec);
-    let loss_fn = train::loss_fn(&train_device);
+    let loss_fn = crate::model::loss_fn(&train_device);
     let mut noise = rand_chacha::ChaCha8Rng::seed_from_u64(2);
     let mut run_steps = |model: Model, n: usize| -> (Model, usize, usize) {
         let (mut model, mut samples, mut tokens) = (model, 0, 0);

@@ -88,10 +88,7 @@ pub fn format_list(runs: &[Listed]) -> String {
                 r.name,
                 r.run_id,
                 s.arch,
-                serde_json::to_value(s.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                s.status.as_str(),
                 pct(s.best_val_exact),
                 pct(s.test_exact),
                 s.wall_s

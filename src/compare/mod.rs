@@ -269,8 +269,7 @@ pub fn rows(runs: &[RunData]) -> Vec<CompareRow> {
                     .or_else(|| sm.map(|s| s.arch.clone()))
                     .unwrap_or_default(),
                 status: sm
-                    .and_then(|s| serde_json::to_value(s.status).ok())
-                    .and_then(|v| v.as_str().map(str::to_string))
+                    .map(|s| s.status.as_str().to_string())
                     .unwrap_or_else(|| "unfinished".into()),
                 best_val_exact: r.rows.iter().map(|x| x.val_exact).reduce(f64::max),
                 final_val_exact: r.rows.last().map(|x| x.val_exact),

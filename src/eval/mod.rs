@@ -14,7 +14,6 @@ pub use report::{write_outputs, EvalReport};
 use crate::data::batcher::{make_batch, Layout};
 use crate::data::{Example, Vocab};
 use crate::model::Model;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 
 /// Teacher-forced metrics over answer tokens (closers and the final `,`).
@@ -34,9 +33,7 @@ pub fn teacher_forced(
     layout: Layout,
     device: &Device,
 ) -> ValMetrics {
-    let loss_fn = CrossEntropyLossConfig::new()
-        .with_pad_tokens(Some(vec![crate::data::vocab::PAD as usize]))
-        .init(device);
+    let loss_fn = crate::model::loss_fn(device);
     let (mut loss_sum, mut tokens, mut right_tokens, mut exact) = (0.0f64, 0usize, 0usize, 0usize);
     for chunk in examples.chunks(EVAL_BATCH) {
         let refs: Vec<&Example> = chunk.iter().collect();

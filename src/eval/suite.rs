@@ -111,7 +111,7 @@ pub fn run(
             let (readable, unreadable): (Vec<Example>, Vec<Example>) = set
                 .examples
                 .into_iter()
-                .partition(|e| limit.is_none_or(|l| e.prefix.len() + 2 + max_new <= l));
+                .partition(|e| crate::model::fits(spec, e, max_new));
             let predictions = predict(model, &readable, vocab, max_new, device);
             SetResult {
                 name: set.name,

@@ -87,6 +87,14 @@ impl Model {
     }
 }
 
+/// Cross-entropy over the targets of a batch, padding ignored: the training loss and the
+/// validation loss alike.
+pub fn loss_fn(device: &Device) -> burn::nn::loss::CrossEntropyLoss {
+    burn::nn::loss::CrossEntropyLossConfig::new()
+        .with_pad_tokens(Some(vec![crate::data::vocab::PAD as usize]))
+        .init(device)
+}
+
 /// The mask token of masked-LM models: the first id after the vocabulary.
 pub fn mask_id(vocab: &Vocab) -> u32 {
     vocab.size() as u32
@@ -110,6 +118,11 @@ pub fn layout(spec: &Spec, vocab: &Vocab) -> Layout {
 /// The longest sequence the model can read, for attention models (recurrent ones have none).
 pub fn position_limit(spec: &Spec) -> Option<usize> {
     (!spec.model.arch.is_recurrent()).then(|| spec.max_positions())
+}
+
+/// Can the model read `example` with `max_new` answer tokens? Recurrent models always can.
+pub fn fits(spec: &Spec, example: &crate::data::Example, max_new: usize) -> bool {
+    position_limit(spec).is_none_or(|limit| example.prefix.len() + 2 + max_new <= limit)
 }
 
 /// How many tokens to decode after a prompt: `wanted`, except that a masked LM fills exactly

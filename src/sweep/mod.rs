@@ -367,6 +367,9 @@ impl Observer for TrialObserver<'_> {
             );
             return true;
         }
+        if !self.pruner.is_active() {
+            return true;
+        }
         let (Ok(trials), Ok(all)) = (self.db.trials(), self.db.intermediates()) else {
             return true;
         };

@@ -25,6 +25,11 @@ impl Pruner {
         }
     }
 
+    /// False when no evaluation can ever be pruned: callers need not gather history.
+    pub fn is_active(&self) -> bool {
+        self.kind != PrunerKind::None
+    }
+
     /// Should the trial whose values so far are `mine` stop? `finished` are the trials that
     /// completed (median), `all` every trial that reported (ASHA).
     pub fn should_prune(

@@ -75,14 +75,19 @@ pub fn save(
     Ok(())
 }
 
-/// The complete checkpoint directory for `which`, falling back to what an interrupted swap
-/// left behind.
-pub fn find(checkpoints: &Path, which: &str) -> Result<PathBuf> {
-    for candidate in [
+/// `which`, then what an interrupted swap may have left of it, in the order to try them.
+fn candidates(which: &str) -> [String; 3] {
+    [
         which.to_string(),
         format!("{which}.old"),
         format!("{which}.new"),
-    ] {
+    ]
+}
+
+/// The complete checkpoint directory for `which`, falling back to what an interrupted swap
+/// left behind.
+pub fn find(checkpoints: &Path, which: &str) -> Result<PathBuf> {
+    for candidate in candidates(which) {
         let dir = checkpoints.join(candidate);
         if dir.join(STATE_FILE).is_file() {
             return Ok(dir);
@@ -152,11 +157,7 @@ pub fn load_resumable(
 ) -> Result<(Loaded, String)> {
     let mut problems = Vec::new();
     for which in ["last", "best"] {
-        for candidate in [
-            which.to_string(),
-            format!("{which}.old"),
-            format!("{which}.new"),
-        ] {
+        for candidate in candidates(which) {
             let dir = checkpoints.join(&candidate);
             if !dir.is_dir() {
                 continue;

@@ -11,7 +11,6 @@ pub use schedule::Schedule;
 use crate::artifacts::{write_csv, RunPaths};
 use crate::data::batcher::{epoch_batches, make_batch, Batch};
 use crate::data::dataset::Splits;
-use crate::data::vocab::PAD;
 use crate::data::Vocab;
 use crate::eval::{teacher_forced, ValMetrics};
 use crate::model::Model;
@@ -19,7 +18,7 @@ use crate::spec::{parse_duration, EvalEvery, Spec};
 use anyhow::{Context, Result};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
-use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use checkpoint::TrainState;
@@ -58,6 +57,20 @@ pub enum Status {
     Interrupted,
     /// Stopped by a sweep's pruner.
     Pruned,
+}
+
+impl Status {
+    /// The word written in `summary.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Completed => "completed",
+            Status::BudgetReached => "budget_reached",
+            Status::TargetReached => "target_reached",
+            Status::Diverged => "diverged",
+            Status::Interrupted => "interrupted",
+            Status::Pruned => "pruned",
+        }
+    }
 }
 
 /// What the loop did, for the summary.
@@ -226,7 +239,7 @@ impl Loop<'_> {
         self.offset_s = pos.train_s;
         self.total_s += pos.train_s;
         let layout = crate::model::layout(spec, self.input.vocab);
-        let loss_fn = loss_fn(device);
+        let loss_fn = crate::model::loss_fn(device);
         let lengths: Vec<usize> = self
             .input
             .splits
@@ -504,13 +517,6 @@ pub fn step(
     (optim.step(lr, model, grads), value, true)
 }
 
-/// The loss on answer positions (padding ignored), on `device`.
-pub fn loss_fn(device: &Device) -> CrossEntropyLoss {
-    CrossEntropyLossConfig::new()
-        .with_pad_tokens(Some(vec![PAD as usize]))
-        .init(device)
-}
-
 /// A non-finite loss, or one a hundred times worse than guessing uniformly (ln of the
 /// vocabulary size): no run that is learning gets there, and a run that does never recovers.
 fn diverged(loss: f64, vocab_size: usize) -> bool {
@@ -571,6 +577,25 @@ impl EvalTrigger {
         match self {
             EvalTrigger::Steps(n) => step.is_multiple_of(*n),
             EvalTrigger::Every(d) => last.elapsed() >= *d,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Status;
+
+    #[test]
+    fn status_words_match_summary_json() {
+        for s in [
+            Status::Completed,
+            Status::BudgetReached,
+            Status::TargetReached,
+            Status::Diverged,
+            Status::Interrupted,
+            Status::Pruned,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
     }
 }
