@@ -105,25 +105,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
         },
-        Command::Bench {
-            arch,
-            device,
-            batch_size,
-            threads,
-            windows,
-            window_steps,
-            out,
-            child,
-        } => crate::bench::bench(crate::bench::BenchArgs {
-            archs: arch,
-            device,
-            batch_size,
-            threads,
-            windows,
-            window_steps,
-            out,
-            child,
-        }),
+        Command::Bench(args) => crate::bench::bench(args),
         Command::Configs { dir } => {
             print!("{}", spec::describe_configs(&dir)?);
             Ok(())

@@ -3,7 +3,8 @@
 //! plus peak memory. Each architecture runs in a child process of its own, so that peak
 //! memory is its own and one architecture's allocations do not slow the next.
 
-use crate::data::batcher::{epoch_batches, make_batch};
+pub use crate::cli::{Batching, BenchArgs};
+use crate::data::batcher::{epoch_batches, make_batch, Batch};
 use crate::data::dataset;
 use crate::model::Model;
 use crate::spec::{Arch, Spec};
@@ -12,20 +13,7 @@ use anyhow::{bail, Context, Result};
 use burn::module::Module;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use std::time::Instant;
-
-pub struct BenchArgs {
-    pub archs: Vec<String>,
-    pub device: String,
-    pub batch_size: usize,
-    pub threads: usize,
-    pub windows: usize,
-    pub window_steps: usize,
-    pub out: PathBuf,
-    /// Internal: measure one architecture and print one JSON line.
-    pub child: bool,
-}
 
 /// One architecture's figures; the columns of `bench/<host>-<date>.csv`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +22,10 @@ pub struct BenchRow {
     pub device: String,
     pub threads: usize,
     pub batch_size: usize,
+    /// `bucketed` or `shuffled`, with `+padN` when every batch was padded to N positions.
+    pub batching: String,
+    /// `--set` changes to the reference sizes, space-separated.
+    pub overrides: String,
     pub params: usize,
     pub train_samples_per_s: f64,
     pub train_samples_per_s_min: f64,
@@ -73,15 +65,18 @@ fn parse_arch(name: &str) -> Result<Arch> {
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
-    let names: Vec<String> = if args.archs.is_empty() {
+    let names: Vec<String> = if args.arch.is_empty() {
         ["gru", "lstm", "tra", "gpt", "ber"]
             .map(String::from)
             .to_vec()
     } else {
-        args.archs.clone()
+        args.arch.clone()
     };
     let archs: Vec<Arch> = names.iter().map(|n| parse_arch(n)).collect::<Result<_>>()?;
     crate::backend::device(&args.device)?;
+    for &arch in &archs {
+        crate::spec::with_overrides(reference_spec(arch, args.batch_size), &args.overrides)?;
+    }
     if args.child {
         let row = measure(archs[0], &args)?;
         println!("{}", serde_json::to_string(&row)?);
@@ -108,17 +103,16 @@ fn run_child(arch: &str, args: &BenchArgs) -> Result<BenchRow> {
     let out = std::process::Command::new(exe)
         .args(["bench", "--child", "--arch", arch, "--device", &args.device])
         .args([
-            "--batch-size",
-            &args.batch_size.to_string(),
-            "--threads",
-            &args.threads.to_string(),
+            "--batching",
+            args.batching.name(),
+            "--pad-to",
+            &args.pad_to.to_string(),
         ])
-        .args([
-            "--windows",
-            &args.windows.to_string(),
-            "--window-steps",
-            &args.window_steps.to_string(),
-        ])
+        .args(["--batch-size", &args.batch_size.to_string()])
+        .args(["--threads", &args.threads.to_string()])
+        .args(["--windows", &args.windows.to_string()])
+        .args(args.overrides.iter().flat_map(|o| ["--set", o.as_str()]))
+        .args(["--window-steps", &args.window_steps.to_string()])
         .stderr(std::process::Stdio::inherit())
         .output()
         .with_context(|| format!("running the {arch} benchmark"))?;
@@ -136,7 +130,10 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn measure(arch: Arch, args: &BenchArgs) -> Result<BenchRow> {
-    let spec = reference_spec(arch, args.batch_size);
+    let mut spec =
+        crate::spec::with_overrides(reference_spec(arch, args.batch_size), &args.overrides)?;
+    // Padded batches need positions up to the padded width.
+    spec.model.max_positions = args.pad_to.max(spec.positions_needed());
     crate::backend::set_threads(args.threads);
     let device = crate::backend::device(&args.device)?;
     let train_device = device.clone().autodiff();
@@ -145,9 +142,12 @@ fn measure(arch: Arch, args: &BenchArgs) -> Result<BenchRow> {
     let pool = dataset::fresh(&spec, &vocab, 8192, 1);
     let lengths: Vec<usize> = pool.iter().map(|e| e.prefix.len()).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let mut batches = epoch_batches(&lengths, spec.train.batch_size, &mut rng)
-        .into_iter()
-        .cycle();
+    let mut batches = match args.batching {
+        Batching::Bucketed => epoch_batches(&lengths, spec.train.batch_size, &mut rng),
+        Batching::Shuffled => shuffled_batches(lengths.len(), spec.train.batch_size, &mut rng),
+    }
+    .into_iter()
+    .cycle();
     let layout = crate::model::layout(&spec, &vocab);
     let mut model = Model::init(&spec, vocab.size(), &train_device);
     let params = model.num_params();
@@ -165,6 +165,7 @@ fn measure(arch: Arch, args: &BenchArgs) -> Result<BenchRow> {
                 .sum::<usize>();
             samples += refs.len();
             let batch = make_batch(&refs, &vocab, layout, &train_device, Some(&mut noise));
+            let batch = pad_batch(batch, args.pad_to);
             model = train::step(model, &mut optim, &loss_fn, batch, 1e-3).0;
         }
         (model, samples, tokens)
@@ -195,6 +196,8 @@ fn measure(arch: Arch, args: &BenchArgs) -> Result<BenchRow> {
         device: args.device.clone(),
         threads: args.threads,
         batch_size: spec.train.batch_size,
+        batching: describe_batching(args),
+        overrides: args.overrides.join(" "),
         params,
         train_samples_per_s: median(&mut sps),
         train_samples_per_s_min: lo,
@@ -203,6 +206,54 @@ fn measure(arch: Arch, args: &BenchArgs) -> Result<BenchRow> {
         eval_examples_per_s: median(&mut eps),
         peak_rss_mib: peak_rss_mib(),
     })
+}
+
+fn describe_batching(args: &BenchArgs) -> String {
+    let name = args.batching.name();
+    match args.pad_to {
+        0 => name.into(),
+        n => format!("{name}+pad{n}"),
+    }
+}
+
+/// Batches of records in random order, for comparison with length buckets.
+fn shuffled_batches(n: usize, batch_size: usize, rng: &mut impl rand::Rng) -> Vec<Vec<usize>> {
+    use rand::seq::SliceRandom;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(rng);
+    order.chunks(batch_size).map(<[usize]>::to_vec).collect()
+}
+
+/// Pads every tensor of `batch` with PAD columns up to `width` positions (no-op when the
+/// batch is already as wide, or `width` is 0): the fixed-length batches of the origin project.
+fn pad_batch(mut batch: Batch, width: usize) -> Batch {
+    let widen = |t: burn::tensor::Tensor<2, burn::tensor::Int>| {
+        let [rows, len] = t.dims();
+        if len >= width {
+            return t;
+        }
+        let pad = burn::tensor::Tensor::zeros([rows, width - len], &t.device());
+        burn::tensor::Tensor::cat(vec![t, pad], 1)
+    };
+    if width <= batch.len {
+        batch.source = batch.source.map(widen);
+        return batch;
+    }
+    let targets = batch.targets.reshape([batch.size, batch.len]);
+    batch.targets = widen(targets).reshape([batch.size * width]);
+    batch.tokens = widen(batch.tokens);
+    batch.source = batch.source.map(widen);
+    let mut answers = Vec::with_capacity(batch.size * width);
+    for row in batch.answer_ids.chunks(batch.len) {
+        answers.extend_from_slice(row);
+        answers.resize(
+            answers.len() + width - batch.len,
+            crate::data::vocab::PAD as i64,
+        );
+    }
+    batch.answer_ids = answers;
+    batch.len = width;
+    batch
 }
 
 /// Peak resident memory of this process (Linux: VmHWM), in MiB.
@@ -236,4 +287,43 @@ fn table(rows: &[BenchRow]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Example;
+
+    fn loss(model: &Model, batch: &Batch, device: &burn::prelude::Device) -> f32 {
+        let [b, len, v] = model.forward(batch).dims();
+        let logits = model.forward(batch).reshape([b * len, v]);
+        crate::model::loss_fn(device)
+            .forward(logits, batch.targets.clone())
+            .into_scalar()
+    }
+
+    /// Padding adds positions that every model masks or never looks back from, so a padded
+    /// benchmark measures more work for the same function.
+    #[test]
+    fn padding_a_batch_leaves_its_loss_unchanged() {
+        let device = burn::prelude::Device::flex();
+        for arch in [Arch::Gru, Arch::Lstm, Arch::Tra, Arch::Gpt, Arch::Ber] {
+            let mut spec = reference_spec(arch, 4);
+            spec.model.max_positions = 48;
+            let vocab = dataset::vocab(&spec);
+            let examples: Vec<Example> = dataset::fresh(&spec, &vocab, 4, 7);
+            let refs: Vec<&Example> = examples.iter().collect();
+            let layout = crate::model::layout(&spec, &vocab);
+            let model = Model::init(&spec, vocab.size(), &device);
+            let batch = make_batch(&refs, &vocab, layout, &device, None);
+            let trimmed = loss(&model, &batch, &device);
+            let padded = pad_batch(batch, 48);
+            assert_eq!(padded.tokens.dims()[1], 48);
+            let padded_loss = loss(&model, &padded, &device);
+            assert!(
+                (trimmed - padded_loss).abs() < 1e-5,
+                "{arch:?}: {trimmed} trimmed vs {padded_loss} padded"
+            );
+        }
+    }
 }

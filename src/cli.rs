@@ -1,6 +1,6 @@
 //! Command-line interface (clap derive). Parsing only; `app` does the work.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -135,28 +135,7 @@ pub enum Command {
         command: StudyCommand,
     },
     /// Training and decoding throughput of each architecture at its reference size.
-    Bench {
-        /// Architectures to measure (repeatable; default: all five).
-        #[arg(long)]
-        arch: Vec<String>,
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        /// Measurement windows (the median is reported).
-        #[arg(long, default_value_t = 5)]
-        windows: usize,
-        /// Training steps per window.
-        #[arg(long, default_value_t = 30)]
-        window_steps: usize,
-        /// Directory for bench/<host>-<date>.csv.
-        #[arg(long, default_value = "bench")]
-        out: PathBuf,
-        #[arg(long, hide = true)]
-        child: bool,
-    },
+    Bench(BenchArgs),
     /// List the configs in a directory with their one-line descriptions.
     Configs {
         #[arg(default_value = "configs")]
@@ -178,4 +157,56 @@ pub enum StudyCommand {
     Best { dir: PathBuf },
     /// Write report.md with figures: best trial, failures, importance, best-so-far curve.
     Report { dir: PathBuf },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Architectures to measure (repeatable; default: all five).
+    #[arg(long)]
+    pub arch: Vec<String>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Measurement windows (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub windows: usize,
+    /// Training steps per window.
+    #[arg(long, default_value_t = 30)]
+    pub window_steps: usize,
+    /// How training batches are formed (training uses `bucketed`).
+    #[arg(long, value_enum, default_value_t = Batching::Bucketed)]
+    pub batching: Batching,
+    /// Pad every batch to this many positions (0: trim each batch to its longest record).
+    #[arg(long, default_value_t = 0)]
+    pub pad_to: usize,
+    /// Changes to the reference sizes (key.path=value), e.g. model.activation=relu.
+    #[arg(long = "set", value_name = "OVERRIDE")]
+    pub overrides: Vec<String>,
+    /// Directory for bench/<host>-<date>.csv.
+    #[arg(long, default_value = "bench")]
+    pub out: PathBuf,
+    /// Internal: measure one architecture and print one JSON line.
+    #[arg(long, hide = true)]
+    pub child: bool,
+}
+
+/// Batch formation, for measuring what bucketing by length gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Batching {
+    /// Records of similar length together (what training does).
+    Bucketed,
+    /// Records in random order.
+    Shuffled,
+}
+
+impl Batching {
+    pub fn name(self) -> &'static str {
+        match self {
+            Batching::Bucketed => "bucketed",
+            Batching::Shuffled => "shuffled",
+        }
+    }
 }

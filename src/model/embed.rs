@@ -1,6 +1,7 @@
 //! Token embeddings plus positions, shared by the attention models.
 
-use crate::spec::{ModelSpec, PosEncoding};
+use crate::spec::{Activation, ModelSpec, PosEncoding};
+use burn::nn::activation::ActivationConfig;
 use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig};
 use burn::nn::{Embedding, EmbeddingConfig, PositionalEncoding, PositionalEncodingConfig};
 use burn::prelude::*;
@@ -59,5 +60,14 @@ pub fn encoder_blocks(spec: &ModelSpec, n_layers: usize, device: &Device) -> Tra
     TransformerEncoderConfig::new(spec.d_model, spec.d_ff, spec.n_heads, n_layers)
         .with_dropout(spec.dropout)
         .with_norm_first(spec.norm_first)
+        .with_activation(activation(spec))
         .init(device)
+}
+
+/// The spec's feed-forward activation as burn's configuration.
+pub fn activation(spec: &ModelSpec) -> ActivationConfig {
+    match spec.activation {
+        Activation::Gelu => ActivationConfig::Gelu,
+        Activation::Relu => ActivationConfig::Relu,
+    }
 }

@@ -53,13 +53,9 @@ impl GruLm {
                 x = self.dropout.forward(x);
             }
             let init = state.as_mut().and_then(Iterator::next);
-            x = gru.forward(x, init); // [batch, len, d_hidden]
-            let [batch, len, d_hidden] = x.dims();
-            last.push(
-                x.clone()
-                    .slice([0..batch, len - 1..len, 0..d_hidden])
-                    .squeeze_dim(1),
-            );
+            let (out, final_state) = super::recurrent::gru(gru, x, init);
+            x = out; // [batch, len, d_hidden]
+            last.push(final_state);
         }
         (self.head.forward(self.dropout.forward(x)), last)
     }

@@ -52,7 +52,7 @@ impl LstmLm {
                 x = self.dropout.forward(x);
             }
             let init = state.as_mut().and_then(Iterator::next);
-            let (out, final_state) = lstm.forward(x, init); // [batch, len, d_hidden]
+            let (out, final_state) = super::recurrent::lstm(lstm, x, init); // [batch, len, d_hidden]
             x = out;
             last.push(final_state);
         }

@@ -9,6 +9,7 @@ mod bert;
 mod gpt;
 mod gru;
 mod lstm;
+mod recurrent;
 mod tra;
 
 pub use bert::Bert;

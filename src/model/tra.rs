@@ -42,6 +42,7 @@ impl Tra {
             )
             .with_dropout(spec.dropout)
             .with_norm_first(spec.norm_first)
+            .with_activation(super::embed::activation(spec))
             .init(device),
             norm: LayerNormConfig::new(spec.d_model).init(device),
             head: LinearConfig::new(spec.d_model, vocab_size).init(device),

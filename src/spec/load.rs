@@ -86,6 +86,21 @@ pub fn load(arg: &str, overrides: &[String]) -> Result<Resolved, SpecError> {
     })
 }
 
+/// `spec` with `key.path=value` overrides applied, validated (for specs built in code, such
+/// as the benchmark's reference sizes).
+pub fn with_overrides(spec: Spec, overrides: &[String]) -> Result<Spec, SpecError> {
+    let mut parsed = Vec::new();
+    for raw in overrides {
+        parsed.push(parse_override(raw)?);
+    }
+    let figment = Figment::from(Serialized::defaults(spec)).merge(Overrides(parsed));
+    let spec: Spec = figment
+        .extract()
+        .map_err(|e| describe(e, OVERRIDE_ORIGIN))?;
+    validate(&spec)?;
+    Ok(spec)
+}
+
 /// Splits `key.path=value`, reads the value as TOML (a bare word becomes a string) and checks
 /// that the key exists.
 pub fn parse_override(raw: &str) -> Result<(String, toml::Value), SpecError> {

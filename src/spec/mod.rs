@@ -10,7 +10,9 @@ mod load;
 mod validate;
 
 pub use duration::parse_duration;
-pub use load::{describe_configs, known_keys, load, parse_override, resolve_path, Resolved};
+pub use load::{
+    describe_configs, known_keys, load, parse_override, resolve_path, with_overrides, Resolved,
+};
 pub use validate::validate;
 
 use serde::{Deserialize, Serialize};
@@ -146,6 +148,16 @@ pub enum PosEncoding {
     Sinusoidal,
 }
 
+/// The feed-forward activation of the attention models.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Exact GELU (through erf), as in BERT and GPT-2.
+    Gelu,
+    /// Cheaper on the CPU backend, whose erf is a scalar call per element.
+    Relu,
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LossOn {
@@ -177,6 +189,8 @@ pub struct ModelSpec {
     pub pos_encoding: PosEncoding,
     /// Pre-norm blocks (more stable at small sizes and high learning rates).
     pub norm_first: bool,
+    /// tra, gpt, ber: `gelu` or `relu` in the feed-forward blocks.
+    pub activation: Activation,
     /// Positions the model can read; 0 = exactly what the data needs
     /// (`data.max_len + eval.max_answer_len + 2`).
     pub max_positions: usize,
@@ -202,6 +216,7 @@ impl Default for ModelSpec {
             n_dec_layers: 2,
             pos_encoding: PosEncoding::Learned,
             norm_first: true,
+            activation: Activation::Gelu,
             max_positions: 0,
             mlm_prob: 0.0,
             init_from: String::new(),
@@ -243,6 +258,9 @@ pub struct TrainSpec {
     pub lr_decay: LrDecay,
     /// Final learning rate as a fraction of `lr`.
     pub min_lr_ratio: f64,
+    /// Wall time over which the rate decays to its floor, e.g. "30s"; after it the rate
+    /// stays at the floor. Empty: the whole budget. (With `max_steps`, decay runs over steps.)
+    pub decay_over: String,
     pub eval_every: EvalEvery,
     /// Stop after this many evaluations without a better val_exact; 0 = never.
     pub patience: u32,
@@ -264,6 +282,7 @@ impl Default for TrainSpec {
             warmup_steps: 50,
             lr_decay: LrDecay::Cosine,
             min_lr_ratio: 0.1,
+            decay_over: String::new(),
             eval_every: EvalEvery::Time("5s".into()),
             patience: 0,
             target_exact: 1.0,

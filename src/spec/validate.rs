@@ -1,7 +1,7 @@
 //! Checks that burn would otherwise turn into a panic deep inside, or a run that silently
 //! means nothing. Each failure names the key and what is allowed.
 
-use super::{parse_duration, Arch, EvalEvery, LossOn, Spec, SpecError};
+use super::{parse_duration, Activation, Arch, EvalEvery, LossOn, Spec, SpecError};
 use std::collections::HashSet;
 
 const DEVICES: &str = "\"cpu\" (burn-flex), \"ndarray\", \"cuda\" or \"cuda:N\"";
@@ -42,6 +42,11 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
     let t = &spec.train;
     if let Err(e) = parse_duration(&t.budget) {
         return fail("train.budget", e);
+    }
+    if !t.decay_over.is_empty() {
+        if let Err(e) = parse_duration(&t.decay_over) {
+            return fail("train.decay_over", e);
+        }
     }
     positive("train.batch_size", t.batch_size)?;
     finite_positive("train.lr", t.lr)?;
@@ -84,6 +89,15 @@ fn check_model(spec: &Spec) -> Result<(), SpecError> {
     let fail = |key: &str, message: String| Err(SpecError::new("", Some(key), message));
     unit_interval("model.dropout", m.dropout, false)?;
     unit_interval("model.mlm_prob", m.mlm_prob, false)?;
+    if m.activation != Activation::Gelu && m.arch.is_recurrent() {
+        return fail(
+            "model.activation",
+            format!(
+                "applies to the attention models (tra, gpt, ber), not to {}; remove it",
+                m.arch.name()
+            ),
+        );
+    }
     if m.mlm_prob > 0.0 && m.arch != Arch::Ber {
         return fail(
             "model.mlm_prob",
@@ -283,6 +297,10 @@ mod tests {
             ("train.lr", Box::new(|s| s.train.lr = -1.0)),
             ("train.budget", Box::new(|s| s.train.budget = "soon".into())),
             (
+                "train.decay_over",
+                Box::new(|s| s.train.decay_over = "soon".into()),
+            ),
+            (
                 "train.eval_every",
                 Box::new(|s| s.train.eval_every = EvalEvery::Steps(0)),
             ),
@@ -327,6 +345,10 @@ mod tests {
                 }),
             ),
             ("model.mlm_prob", Box::new(|s| s.model.mlm_prob = 0.15)),
+            (
+                "model.activation",
+                Box::new(|s| s.model.activation = Activation::Relu),
+            ),
             (
                 "train.loss_on",
                 Box::new(|s| {

@@ -164,6 +164,9 @@ pub fn fit(input: FitInput, observer: &mut dyn Observer) -> Result<FitReport> {
         observer,
         offset_s: 0.0,
         total_s: input.budget.as_secs_f64(),
+        decay_s: crate::spec::parse_duration(&input.spec.train.decay_over)
+            .ok()
+            .map(|d| d.as_secs_f64()),
         input,
     };
     lp.run()
@@ -195,6 +198,8 @@ struct Loop<'a> {
     /// Training seconds before this process (resumed runs), and the whole run's budget.
     offset_s: f64,
     total_s: f64,
+    /// `train.decay_over` in seconds; None: the schedule decays over `total_s`.
+    decay_s: Option<f64>,
 }
 
 /// Stop decision after a step or an evaluation.
@@ -369,7 +374,7 @@ impl Loop<'_> {
             let after_warmup = t.max_steps.saturating_sub(t.warmup_steps).max(1);
             step.saturating_sub(t.warmup_steps) as f64 / after_warmup as f64
         } else {
-            self.elapsed() / self.total_s.max(1e-9)
+            self.elapsed() / self.decay_s.unwrap_or(self.total_s).max(1e-9)
         }
     }
 
