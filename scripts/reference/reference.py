@@ -126,10 +126,10 @@ def blocks(m, n_layers):
 
 
 class Embed(nn.Module):
-    def __init__(self, n_tokens, d_model):
+    def __init__(self, n_tokens, m):
         super().__init__()
-        self.tokens = nn.Embedding(n_tokens, d_model)
-        self.positions = nn.Embedding(POSITIONS, d_model)
+        self.tokens = nn.Embedding(n_tokens, m["d_model"])
+        self.positions = nn.Embedding(m.get("positions", POSITIONS), m["d_model"])
 
     def forward(self, x):
         return self.tokens(x) + self.positions.weight[: x.shape[1]]
@@ -154,7 +154,7 @@ class Recurrent(nn.Module):
 class Gpt(nn.Module):
     def __init__(self, m):
         super().__init__()
-        self.embed = Embed(VOCAB, m["d_model"])
+        self.embed = Embed(VOCAB, m)
         self.blocks = blocks(m, m["n_layers"])
         self.norm = nn.LayerNorm(m["d_model"])
         self.head = nn.Linear(m["d_model"], VOCAB)
@@ -168,7 +168,7 @@ class Gpt(nn.Module):
 class Bert(nn.Module):
     def __init__(self, m):
         super().__init__()
-        self.embed = Embed(VOCAB + 1, m["d_model"])
+        self.embed = Embed(VOCAB + 1, m)
         self.blocks = blocks(m, m["n_layers"])
         self.norm = nn.LayerNorm(m["d_model"])
         self.head = nn.Linear(m["d_model"], VOCAB)
@@ -182,8 +182,8 @@ class Tra(nn.Module):
     def __init__(self, m):
         super().__init__()
         d = m["d_model"]
-        self.source_embed = Embed(VOCAB, d)
-        self.target_embed = Embed(VOCAB, d)
+        self.source_embed = Embed(VOCAB, m)
+        self.target_embed = Embed(VOCAB, m)
         self.encoder = blocks(m, m["n_enc_layers"])
         layer = nn.TransformerDecoderLayer(d, m["n_heads"], m["d_ff"], dropout=0.0,
                                            activation=m["activation"], batch_first=True,
@@ -318,7 +318,8 @@ def bench(args):
                 yield [pool[i] for i in rows]
 
     source = batches()
-    model = build(reference_model(args.arch))
+    # Padded batches need positions up to the padded width, as in `runner bench`.
+    model = build(dict(reference_model(args.arch), positions=max(POSITIONS, args.pad_to)))
     trainer = Trainer(model, lr=1e-3, warmup=0)
 
     def run(n):

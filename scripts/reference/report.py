@@ -114,8 +114,8 @@ def accuracy(raw):
                 to99 = "-" if row["s_to_99"] is None else f"{row['s_to_99']:.1f}"
                 torch_rows[row["arch"]].append((to99, f"{row['fresh_exact']:.4f}"))
     out = ["## Time to 99% validation exact match (`*_1min` configs)", "",
-           "Wall seconds (evaluations every 5 s, so a figure is the first evaluation at or above "
-           "99%; `-`: never within the minute) and exact match of the best checkpoint on the "
+           "Wall seconds until the first evaluation at or above 99% (evaluations every "
+           "`train.eval_every`; `-`: never within the minute) and exact match of the best checkpoint on the "
            "run's 1000 fresh examples. PyTorch trains on each runner run's own data, settings "
            "and seed.", "",
            "| arch | runner s to 99% | runner fresh exact | PyTorch s to 99% | PyTorch fresh exact |",
