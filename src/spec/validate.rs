@@ -47,6 +47,14 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
         if let Err(e) = parse_duration(&t.decay_over) {
             return fail("train.decay_over", e);
         }
+        if t.max_steps > 0 {
+            return fail(
+                "train.decay_over",
+                "applies to time-based schedules; with train.max_steps set the decay runs over \
+                 the steps: remove one of the two (on the command line: train.decay_over=)"
+                    .into(),
+            );
+        }
     }
     positive("train.batch_size", t.batch_size)?;
     finite_positive("train.lr", t.lr)?;
