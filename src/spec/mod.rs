@@ -333,6 +333,10 @@ pub enum Objective {
     ValExact,
     /// Lowest validation loss (minimise).
     ValLoss,
+    /// Fewest training seconds until validation exact match first reaches
+    /// `train.target_exact` (minimise): which settings learn the rule fastest. A trial
+    /// that never gets there scores its budget plus the budget times its shortfall.
+    TimeToTarget,
 }
 
 impl Objective {
@@ -344,7 +348,15 @@ impl Objective {
         match self {
             Objective::ValExact => "val_exact",
             Objective::ValLoss => "val_loss",
+            Objective::TimeToTarget => "time_to_target",
         }
+    }
+
+    /// The objective a study database names (studies record `name()`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::ValExact, Self::ValLoss, Self::TimeToTarget]
+            .into_iter()
+            .find(|o| o.name() == name)
     }
 }
 

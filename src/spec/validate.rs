@@ -1,7 +1,9 @@
 //! Checks that burn would otherwise turn into a panic deep inside, or a run that silently
 //! means nothing. Each failure names the key and what is allowed.
 
-use super::{parse_duration, Activation, Arch, EvalEvery, LossOn, Spec, SpecError};
+use super::{
+    parse_duration, Activation, Arch, EvalEvery, LossOn, Objective, PrunerKind, Spec, SpecError,
+};
 use std::collections::HashSet;
 
 const DEVICES: &str = "\"cpu\" (burn-flex), \"ndarray\", \"cuda\" or \"cuda:N\"";
@@ -89,6 +91,15 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
         );
     }
     positive("eval.samples", spec.eval.samples)?;
+    if spec.sweep.objective == Objective::TimeToTarget && spec.sweep.pruner != PrunerKind::None {
+        return fail(
+            "sweep.pruner",
+            "must be \"none\" with objective = \"time_to_target\": a trial's time is only \
+             known once it reaches the target, so there is nothing to compare earlier (trials \
+             that reach it stop there anyway)"
+                .into(),
+        );
+    }
     Ok(())
 }
 

@@ -305,6 +305,8 @@ fn attempt(
         pruner: Pruner::new(sweep),
         objective: sweep.objective,
         values: Vec::new(),
+        target: resolved.spec.train.target_exact,
+        reached_at: None,
     };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         execute(&resolved, &study.device, root, started, &mut observer)
@@ -324,6 +326,12 @@ fn attempt(
     let value = match sweep.objective {
         spec::Objective::ValExact => summary.best_val_exact,
         spec::Objective::ValLoss => summary.best_val_loss,
+        spec::Objective::TimeToTarget => Some(time_to_target(
+            observer.reached_at,
+            summary.best_val_exact.unwrap_or(0.0),
+            observer.target,
+            resolved.spec.budget().as_secs_f64(),
+        )),
     };
     use crate::train::Status;
     match summary.status {
@@ -344,6 +352,13 @@ fn attempt(
     }
 }
 
+/// The `time_to_target` value of a trial: the training seconds at which validation exact
+/// match first reached `target`; else the budget plus the budget times the shortfall, so
+/// that near misses rank before far ones and every miss after every success.
+fn time_to_target(reached_at: Option<f64>, best: f64, target: f64, budget_s: f64) -> f64 {
+    reached_at.unwrap_or(budget_s * (1.0 + (target - best).max(0.0)))
+}
+
 /// Reports each evaluation to storage and asks the pruner whether to go on.
 struct TrialObserver<'a> {
     db: &'a Sqlite,
@@ -351,12 +366,19 @@ struct TrialObserver<'a> {
     pruner: Pruner,
     objective: spec::Objective,
     values: Vec<f64>,
+    /// `train.target_exact`, and when validation first reached it.
+    target: f64,
+    reached_at: Option<f64>,
 }
 
 impl Observer for TrialObserver<'_> {
     fn on_eval(&mut self, row: &MetricsRow) -> bool {
+        if row.val_exact >= self.target && self.reached_at.is_none() {
+            self.reached_at = Some(row.elapsed_s);
+        }
+        // Recorded for curves; a time-to-target study has no pruner (see validate).
         let loss = match self.objective {
-            spec::Objective::ValExact => -row.val_exact,
+            spec::Objective::ValExact | spec::Objective::TimeToTarget => -row.val_exact,
             spec::Objective::ValLoss => row.val_loss,
         };
         self.values.push(loss);
@@ -486,4 +508,21 @@ fn spawn_monitor(study: &Study, done: Arc<AtomicBool>) -> std::thread::JoinHandl
         bar.finish_and_clear();
         crate::logging::attach_bar(None);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_to_target_ranks_every_success_before_every_miss() {
+        let budget = 60.0;
+        let fast = time_to_target(Some(12.0), 1.0, 0.99, budget);
+        let slow = time_to_target(Some(59.0), 0.995, 0.99, budget);
+        let near_miss = time_to_target(None, 0.985, 0.99, budget);
+        let far_miss = time_to_target(None, 0.5, 0.99, budget);
+        assert!(fast < slow && slow < near_miss && near_miss < far_miss);
+        assert_eq!(fast, 12.0);
+        assert!((near_miss - 60.3).abs() < 1e-9);
+    }
 }

@@ -115,10 +115,7 @@ fn open_existing(dir: &Path) -> Result<Sqlite> {
 pub fn show(dir: &Path) -> Result<String> {
     let db = open_existing(dir)?;
     let trials = db.trials()?;
-    let objective = match db.objective()?.as_str() {
-        "val_loss" => Objective::ValLoss,
-        _ => Objective::ValExact,
-    };
+    let objective = Objective::from_name(&db.objective()?).unwrap_or(Objective::ValExact);
     let mut out = format!("study {}: {}\n", dir.display(), state_counts(&trials));
     match best(&trials, objective) {
         Some(b) => {
@@ -262,10 +259,7 @@ pub fn study_report(dir: &Path) -> Result<PathBuf> {
     use crate::compare::plot;
     let db = open_existing(dir)?;
     let trials = db.trials()?;
-    let objective = match db.objective()?.as_str() {
-        "val_loss" => Objective::ValLoss,
-        _ => Objective::ValExact,
-    };
+    let objective = Objective::from_name(&db.objective()?).unwrap_or(Objective::ValExact);
     let complete: Vec<&Trial> = trials
         .iter()
         .filter(|t| t.state == TrialState::Complete && t.value.is_some_and(f64::is_finite))

@@ -253,3 +253,54 @@ fn a_trial_killed_mid_run_is_rerun_on_resume() {
     );
     assert_eq!(rows[1].1, "complete");
 }
+
+/// A time-to-target study scores each trial by when its validation first reached
+/// `train.target_exact` (read back from its own metrics.csv), or by the budget plus the
+/// shortfall when it never did; a pruner is refused with this objective.
+#[test]
+fn time_to_target_scores_each_trial_from_its_own_curve() {
+    let ws = Workspace::new();
+    let sweep = "trials = 2\nsampler = \"random\"\nobjective = \"time_to_target\"";
+    ws.write("s.toml", &search(SPACE, sweep));
+    ws.runner()
+        .args(["sweep", "s.toml"])
+        .assert()
+        .code(2)
+        .stderr(contains("sweep.pruner"));
+    ws.runner()
+        .args([
+            "sweep",
+            "s.toml",
+            "sweep.pruner=none",
+            "train.target_exact=0.02",
+        ])
+        .assert()
+        .success();
+    let study = ws.path().join("experiments/s");
+    let text = std::fs::read_to_string(study.join("trials.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let value_col = header.iter().position(|h| *h == "time_to_target").unwrap();
+    for (n, line) in lines.enumerate() {
+        let value: f64 = line.split(',').nth(value_col).unwrap().parse().unwrap();
+        let metrics = std::fs::read_to_string(study.join(format!("trials/{n}/metrics.csv")));
+        let rows: Vec<(f64, f64)> = metrics
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<f64> = l.split(',').map(|x| x.parse().unwrap()).collect();
+                (f[2], f[7]) // elapsed_s, val_exact
+            })
+            .collect();
+        let best = rows.iter().map(|r| r.1).fold(0.0, f64::max);
+        let expected = match rows.iter().find(|r| r.1 >= 0.02) {
+            Some(&(elapsed, _)) => elapsed,
+            None => 120.0 * (1.0 + (0.02 - best)),
+        };
+        assert!(
+            (value - expected).abs() < 1e-6,
+            "trial {n}: {value} vs {expected}"
+        );
+    }
+}
