@@ -53,39 +53,39 @@ pub fn reference_spec(arch: Arch, batch_size: usize) -> Spec {
     spec
 }
 
+const ALL: [Arch; 5] = [Arch::Gru, Arch::Lstm, Arch::Tra, Arch::Gpt, Arch::Ber];
+
+/// An architecture by the names a spec accepts (serde's, aliases included).
 fn parse_arch(name: &str) -> Result<Arch> {
-    Ok(match name {
-        "gru" => Arch::Gru,
-        "lstm" => Arch::Lstm,
-        "tra" | "transformer" => Arch::Tra,
-        "gpt" => Arch::Gpt,
-        "ber" | "bert" => Arch::Ber,
-        other => bail!("--arch {other}: unknown architecture; allowed: gru, lstm, tra, gpt, ber"),
+    toml::Value::String(name.into()).try_into().map_err(|_| {
+        anyhow::anyhow!("--arch {name}: unknown architecture; allowed: gru, lstm, tra, gpt, ber")
     })
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
-    let names: Vec<String> = if args.arch.is_empty() {
-        ["gru", "lstm", "tra", "gpt", "ber"]
-            .map(String::from)
-            .to_vec()
+    let archs: Vec<Arch> = if args.arch.is_empty() {
+        ALL.to_vec()
     } else {
-        args.arch.clone()
+        args.arch
+            .iter()
+            .map(|n| parse_arch(n))
+            .collect::<Result<_>>()?
     };
-    let archs: Vec<Arch> = names.iter().map(|n| parse_arch(n)).collect::<Result<_>>()?;
     crate::backend::device(&args.device)?;
-    for &arch in &archs {
-        crate::spec::with_overrides(reference_spec(arch, args.batch_size), &args.overrides)?;
-    }
+    // Every spec is checked before the first measurement starts.
+    let specs = archs
+        .iter()
+        .map(|&arch| bench_spec(arch, &args))
+        .collect::<Result<Vec<_>>>()?;
     if args.child {
-        let row = measure(archs[0], &args)?;
+        let row = measure(&specs[0], &args)?;
         println!("{}", serde_json::to_string(&row)?);
         return Ok(());
     }
     let mut rows = Vec::new();
-    for (arch, name) in archs.iter().zip(&names) {
+    for arch in &archs {
         eprintln!("measuring {}...", arch.name());
-        rows.push(run_child(name, &args)?);
+        rows.push(run_child(arch.name(), &args)?);
     }
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let path = args.out.join(format!(
@@ -129,17 +129,23 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-fn measure(arch: Arch, args: &BenchArgs) -> Result<BenchRow> {
+/// The reference spec with `--set` overrides, with positions for `--pad-to`.
+fn bench_spec(arch: Arch, args: &BenchArgs) -> Result<Spec> {
     let mut spec =
         crate::spec::with_overrides(reference_spec(arch, args.batch_size), &args.overrides)?;
     // Padded batches need positions up to the padded width.
-    spec.model.max_positions = args.pad_to.max(spec.positions_needed());
+    spec.model.max_positions = spec.max_positions().max(args.pad_to);
+    Ok(spec)
+}
+
+fn measure(spec: &Spec, args: &BenchArgs) -> Result<BenchRow> {
+    let arch = spec.model.arch;
     crate::backend::set_threads(args.threads);
     let device = crate::backend::device(&args.device)?;
     let train_device = device.clone().autodiff();
     train_device.seed(1);
-    let vocab = dataset::vocab(&spec);
-    let pool = dataset::fresh(&spec, &vocab, 8192, 1);
+    let vocab = dataset::vocab(spec);
+    let pool = dataset::fresh(spec, &vocab, 8192, 1);
     let lengths: Vec<usize> = pool.iter().map(|e| e.prefix.len()).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let mut batches = match args.batching {
@@ -148,10 +154,10 @@ fn measure(arch: Arch, args: &BenchArgs) -> Result<BenchRow> {
     }
     .into_iter()
     .cycle();
-    let layout = crate::model::layout(&spec, &vocab);
-    let mut model = Model::init(&spec, vocab.size(), &train_device);
+    let layout = crate::model::layout(spec, &vocab);
+    let mut model = Model::init(spec, vocab.size(), &train_device);
     let params = model.num_params();
-    let mut optim = train::optimiser(&spec);
+    let mut optim = train::optimiser(spec);
     let loss_fn = crate::model::loss_fn(&train_device);
     let mut noise = rand_chacha::ChaCha8Rng::seed_from_u64(2);
     let mut run_steps = |model: Model, n: usize| -> (Model, usize, usize) {
@@ -181,7 +187,7 @@ fn measure(arch: Arch, args: &BenchArgs) -> Result<BenchRow> {
         tps.push(tokens as f64 / dt);
     }
     let valid = model.valid();
-    let examples = dataset::fresh(&spec, &vocab, 1000, 3);
+    let examples = dataset::fresh(spec, &vocab, 1000, 3);
     let mut eps = Vec::new();
     for _ in 0..3 {
         let t0 = Instant::now();

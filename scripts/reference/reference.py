@@ -57,42 +57,41 @@ def load(path):
 # ---- batches: the layouts of src/data/batcher.rs ---------------------------------------
 
 
-def next_token(examples, width=None):
-    records = [[INPUT] + p + [OUTPUT] + a + [END] for p, a in examples]
-    w = max(width or 0, max(len(r) - 1 for r in records))
-    tokens = torch.zeros(len(records), w, dtype=torch.long)
-    targets = torch.zeros(len(records), w, dtype=torch.long)
-    for row, (record, (p, _)) in enumerate(zip(records, examples)):
-        tokens[row, : len(record) - 1] = torch.tensor(record[:-1])
+def pad(rows, width=0):
+    """One tensor of `rows`, each right-padded with PAD to the longest (at least `width`).
+    Built from Python lists in one call: per-row tensor writes cost ~0.6 ms a batch, a
+    tenth of a recurrent training step."""
+    w = max(width, max(len(r) for r in rows))
+    return torch.tensor([r + [PAD] * (w - len(r)) for r in rows])
+
+
+def next_token(examples, width=0):
+    tokens, targets = [], []
+    for p, a in examples:
+        record = [INPUT] + p + [OUTPUT] + a + [END]
         start = len(p) + 1  # `,output`: from here on the next token is the answer
-        targets[row, start : len(record) - 1] = torch.tensor(record[start + 1 :])
-    return {"tokens": tokens, "targets": targets}
+        tokens.append(record[:-1])
+        targets.append([PAD] * start + record[start + 1 :])
+    return {"tokens": pad(tokens, width), "targets": pad(targets, width)}
 
 
-def encoder_decoder(examples, width=None):
-    sw = max(width or 0, max(len(p) + 1 for p, _ in examples))
-    tw = max(len(a) + 1 for _, a in examples)
-    source = torch.zeros(len(examples), sw, dtype=torch.long)
-    tokens = torch.zeros(len(examples), tw, dtype=torch.long)
-    targets = torch.zeros(len(examples), tw, dtype=torch.long)
-    for row, (p, a) in enumerate(examples):
-        source[row, : len(p) + 1] = torch.tensor([INPUT] + p)
-        tokens[row, : len(a) + 1] = torch.tensor([OUTPUT] + a)
-        targets[row, : len(a) + 1] = torch.tensor(a + [END])
-    return {"source": source, "tokens": tokens, "targets": targets}
+def encoder_decoder(examples, width=0):
+    source = [[INPUT] + p for p, _ in examples]
+    tokens = [[OUTPUT] + a for _, a in examples]
+    targets = [a + [END] for _, a in examples]
+    # Padding widens the decoder too, as `runner bench --pad-to` does.
+    return {"source": pad(source, width), "tokens": pad(tokens, width),
+            "targets": pad(targets, width)}
 
 
-def masked(examples, width=None):
-    w = max(width or 0, max(len(p) + 2 for p, _ in examples) + SLOTS)
-    tokens = torch.zeros(len(examples), w, dtype=torch.long)
-    targets = torch.zeros(len(examples), w, dtype=torch.long)
-    for row, (p, a) in enumerate(examples):
+def masked(examples, width=0):
+    tokens, targets = [], []
+    for p, a in examples:
         prompt = [INPUT] + p + [OUTPUT]
-        tokens[row, : len(prompt)] = torch.tensor(prompt)
-        tokens[row, len(prompt) : len(prompt) + SLOTS] = MASK
-        answer = a + [END]
-        targets[row, len(prompt) : len(prompt) + len(answer)] = torch.tensor(answer)
-    return {"tokens": tokens, "targets": targets}
+        tokens.append(prompt + [MASK] * SLOTS)
+        targets.append([PAD] * len(prompt) + a + [END])
+    tokens = pad(tokens, width)
+    return {"tokens": tokens, "targets": pad(targets, tokens.shape[1])}
 
 
 LAYOUTS = {"gru": next_token, "lstm": next_token, "gpt": next_token,
@@ -310,7 +309,7 @@ def bench(args):
     lengths = [len(p) for p, _ in pool]
     rng = random.Random(1)
     layout = LAYOUTS[args.arch]
-    width = args.pad_to or None
+    width = args.pad_to
 
     def batches():
         while True:

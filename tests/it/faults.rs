@@ -7,7 +7,7 @@ use bracket_closer::train::checkpoint;
 use burn::prelude::Device;
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,17 +28,6 @@ eval_every = 20
 batch_size = 16
 budget = "5min"
 "#;
-
-fn run_dir_of(ws: &Workspace, name: &str) -> PathBuf {
-    let parent = ws.path().join("experiments").join(name);
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&parent)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    dirs.sort();
-    dirs.pop().expect("a run directory")
-}
 
 /// Metrics rows at the regular evaluations, without the elapsed time.
 fn regular_rows(dir: &Path) -> Vec<String> {
@@ -77,8 +66,7 @@ fn last_logits(dir: &Path) -> Vec<f32> {
 fn an_interrupted_run_resumes_to_the_same_metrics_and_weights() {
     let ws = Workspace::new();
     ws.write("long.toml", LONG);
-    ws.run_ok("long.toml", &["experiment.name=whole"]);
-    let whole = run_dir_of(&ws, "whole");
+    let whole = ws.run_ok("long.toml", &["experiment.name=whole"]);
 
     let child = Command::new(assert_cmd::cargo::cargo_bin("runner"))
         .current_dir(ws.path())
