@@ -58,10 +58,7 @@ pub fn load(arg: &str, overrides: &[String]) -> Result<Resolved, SpecError> {
             format!("not valid TOML: {e}"),
         ));
     }
-    let mut parsed = Vec::new();
-    for raw in overrides {
-        parsed.push(parse_override(raw)?);
-    }
+    let parsed = parse_overrides(overrides)?;
     let figment = Figment::from(Serialized::defaults(Spec::default()))
         .merge(Toml::string(&text))
         .merge(Env::prefixed(ENV_PREFIX).split("__"))
@@ -89,16 +86,17 @@ pub fn load(arg: &str, overrides: &[String]) -> Result<Resolved, SpecError> {
 /// `spec` with `key.path=value` overrides applied, validated (for specs built in code, such
 /// as the benchmark's reference sizes).
 pub fn with_overrides(spec: Spec, overrides: &[String]) -> Result<Spec, SpecError> {
-    let mut parsed = Vec::new();
-    for raw in overrides {
-        parsed.push(parse_override(raw)?);
-    }
-    let figment = Figment::from(Serialized::defaults(spec)).merge(Overrides(parsed));
+    let figment =
+        Figment::from(Serialized::defaults(spec)).merge(Overrides(parse_overrides(overrides)?));
     let spec: Spec = figment
         .extract()
         .map_err(|e| describe(e, OVERRIDE_ORIGIN))?;
     validate(&spec)?;
     Ok(spec)
+}
+
+fn parse_overrides(overrides: &[String]) -> Result<Vec<(String, toml::Value)>, SpecError> {
+    overrides.iter().map(|raw| parse_override(raw)).collect()
 }
 
 /// Splits `key.path=value`, reads the value as TOML (a bare word becomes a string) and checks
