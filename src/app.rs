@@ -2,15 +2,18 @@
 
 use crate::artifacts::{create_run_dir, write_atomic, RunPaths};
 use crate::cli::{Cli, Command, StudyCommand};
+use crate::compare::{self, plot::XAxis, Format};
 use crate::data::dataset;
 use crate::data::Vocab;
+use crate::error::UserError;
 use crate::eval::{self, EvalReport};
 use crate::run::{execute, prepare};
 use crate::runs;
 use crate::spec::{self, Spec};
 use crate::sweep;
-use crate::train::{self, checkpoint};
-use anyhow::{Context, Result};
+use crate::train;
+use crate::train::checkpoint::{self, Slot};
+use anyhow::Result;
 use burn::prelude::Device;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -19,11 +22,6 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { spec, overrides } => run_spec(&spec, &overrides).map(|_| ()),
         Command::Resume { run_dir, budget } => {
-            let budget = budget
-                .map(|b| {
-                    spec::parse_duration(&b).map_err(|e| spec::SpecError::new("--budget", None, e))
-                })
-                .transpose()?;
             let summary = crate::run::resume(&run_dir, budget)?;
             report_run(&run_dir, &summary)
         }
@@ -59,12 +57,12 @@ pub fn run(cli: Cli) -> Result<()> {
             x,
             format,
             all_keys,
-        } => compare(&paths, plot.as_deref(), &x, &format, all_keys),
+        } => compare(&paths, plot.as_deref(), x, format, all_keys),
         Command::Predict {
             run_dir,
             prefix,
             checkpoint,
-        } => predict(&run_dir, &prefix, &checkpoint),
+        } => predict(&run_dir, &prefix, checkpoint),
         Command::Score {
             configs,
             fresh,
@@ -99,7 +97,11 @@ pub fn run(cli: Cli) -> Result<()> {
             StudyCommand::Best { dir } => {
                 let path = sweep::best_path(&dir);
                 if !path.is_file() {
-                    anyhow::bail!("'{}' has no best trial yet", dir.display());
+                    return Err(UserError::input(
+                        dir.display().to_string(),
+                        "has no best trial yet (no best_trial.toml)",
+                    )
+                    .into());
                 }
                 println!("{}", path.display());
                 Ok(())
@@ -135,16 +137,13 @@ fn report_run(root: &Path, summary: &crate::runs::Summary) -> Result<()> {
     println!(
         "status: {} ({}), steps {}, {:.0} samples/s, wall {:.1}s",
         summary.status.as_str(),
-        summary.stop_reason,
+        summary.stop_reason.as_str(),
         summary.steps,
         summary.samples_per_s,
         summary.wall_s
     );
     if let (Some(exact), Some(correct)) = (summary.test_exact, summary.test_correct) {
-        println!(
-            "test exact_match: {exact:.4} ({correct}/{})",
-            summary.test_total
-        );
+        println!("test_exact: {exact:.4} ({correct}/{})", summary.test_total);
     }
     if summary.status == train::Status::Interrupted {
         return Err(crate::signals::Interrupted(format!(
@@ -168,7 +167,7 @@ fn data(arg: &str, overrides: &[String], out: Option<PathBuf>) -> Result<()> {
     let vocab = dataset::vocab(spec);
     let splits = dataset::build_splits(spec, &vocab)?;
     dataset::save(&dir, &splits, &vocab)?;
-    write_atomic(&dir.join("resolved.toml"), spec.to_toml().as_bytes())?;
+    write_atomic(&RunPaths::new(&dir).resolved(), spec.to_toml().as_bytes())?;
     println!(
         "wrote {} train, {} val, {} test examples to {}",
         splits.train.len(),
@@ -187,16 +186,13 @@ struct EvalArgs {
     skip_invalid: bool,
     json: bool,
     report: Option<PathBuf>,
-    checkpoint: String,
+    checkpoint: Slot,
     suite: bool,
 }
 
 /// Loads a run's checkpoint on the CPU backend.
-fn load_run(run_dir: &Path, which: &str) -> Result<(checkpoint::Loaded, Device)> {
-    if !run_dir.is_dir() {
-        anyhow::bail!("run directory '{}' does not exist", run_dir.display());
-    }
-    let dir = checkpoint::find(&RunPaths::new(run_dir).checkpoints(), which)?;
+fn load_run(run_dir: &Path, slot: Slot) -> Result<(checkpoint::Loaded, Device)> {
+    let dir = checkpoint::find(&RunPaths::existing(run_dir)?.checkpoints(), slot)?;
     let device = Device::flex();
     let loaded = checkpoint::load(&dir, &device)?;
     Ok((loaded, device))
@@ -211,7 +207,7 @@ fn evaluate(args: &EvalArgs) -> Result<()> {
     if args.suite {
         return evaluate_suite(args);
     }
-    let (loaded, device) = load_run(&args.run_dir, &args.checkpoint)?;
+    let (loaded, device) = load_run(&args.run_dir, args.checkpoint)?;
     let spec = &loaded.spec;
     let vocab = dataset::vocab(spec);
     let (examples, skipped) = match &args.data {
@@ -221,6 +217,7 @@ fn evaluate(args: &EvalArgs) -> Result<()> {
         }
         None => {
             let n = args.samples.unwrap_or(spec.eval.samples);
+            crate::limits::check_examples(spec, n, "--samples")?;
             let seed = args.seed.unwrap_or_else(|| fresh_seed(spec));
             (dataset::fresh(spec, &vocab, n, seed), Vec::new())
         }
@@ -258,12 +255,12 @@ fn evaluate(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn predict(run_dir: &Path, prefix: &str, which: &str) -> Result<()> {
-    let (loaded, device) = load_run(run_dir, which)?;
+fn predict(run_dir: &Path, prefix: &str, slot: Slot) -> Result<()> {
+    let (loaded, device) = load_run(run_dir, slot)?;
     let vocab = dataset::vocab(&loaded.spec);
     let ids = vocab
         .encode(prefix)
-        .with_context(|| format!("prefix '{prefix}'"))?;
+        .map_err(|e| UserError::input(format!("prefix '{prefix}'"), e.to_string()))?;
     let example = crate::data::Example {
         prefix: ids,
         answer: Vec::new(),
@@ -306,15 +303,18 @@ fn check_positions(
         .iter()
         .find(|e| !crate::model::fits(spec, e, max_new))
     {
-        anyhow::bail!(
-            "prefix '{}' ({} brackets) is too long for this {} model: it reads at most {limit} \
-             positions (model.max_positions), i.e. prefixes of up to {} brackets with {max_new} \
-             answer tokens",
-            vocab.decode(&e.prefix),
-            e.prefix.len(),
-            spec.model.arch.name(),
-            limit.saturating_sub(2 + max_new)
-        );
+        return Err(UserError::input(
+            format!("prefix '{}'", vocab.decode(&e.prefix)),
+            format!(
+                "{} brackets are too many for this {} model: it reads at most {limit} \
+                 positions (model.max_positions), i.e. prefixes of up to {} brackets with \
+                 {max_new} answer tokens",
+                e.prefix.len(),
+                spec.model.arch.name(),
+                limit.saturating_sub(2 + max_new)
+            ),
+        )
+        .into());
     }
     Ok(())
 }
@@ -344,7 +344,7 @@ fn score(
             let run_dir = run_spec(c, &run_overrides)?;
             let report = score_fresh(&run_dir, fresh)?;
             let summary = runs::read_summary(&run_dir)?;
-            let to_99 = crate::compare::read_metrics(&run_dir.join("metrics.csv"))
+            let to_99 = runs::read_metrics(&RunPaths::new(&run_dir).metrics())
                 .unwrap_or_else(|(rows, _)| rows)
                 .iter()
                 .find(|r| r.val_exact >= 0.99)
@@ -355,7 +355,7 @@ fn score(
                 summary.name,
                 base + k,
                 summary.status.as_str(),
-                report.exact_match,
+                report.exact,
                 report.correct,
                 report.total,
                 summary
@@ -376,11 +376,11 @@ fn score(
 /// Scores a run's best checkpoint on `n` fresh examples of its distribution and leaves them
 /// as `fresh_<n>.jsonl` in the run directory, for `runner eval --data`.
 fn score_fresh(run_dir: &Path, n: usize) -> Result<EvalReport> {
-    let (loaded, device) = load_run(run_dir, "best")?;
+    let (loaded, device) = load_run(run_dir, Slot::Best)?;
     let spec = &loaded.spec;
     let vocab = dataset::vocab(spec);
     let examples = dataset::fresh(spec, &vocab, n, fresh_seed(spec));
-    let data_file = run_dir.join(format!("fresh_{n}.jsonl"));
+    let data_file = RunPaths::new(run_dir).fresh_examples(n);
     dataset::write_jsonl(&data_file, &examples, &vocab)?;
     let max_new = crate::model::answer_budget(spec, spec.max_answer_len());
     let predictions = eval::predict(&loaded.model, &examples, &vocab, max_new, &device);
@@ -397,7 +397,7 @@ fn score_fresh(run_dir: &Path, n: usize) -> Result<EvalReport> {
 /// `runner eval RUN --suite`.
 fn evaluate_suite(args: &EvalArgs) -> Result<()> {
     use crate::eval::suite;
-    let (loaded, device) = load_run(&args.run_dir, &args.checkpoint)?;
+    let (loaded, device) = load_run(&args.run_dir, args.checkpoint)?;
     let spec = &loaded.spec;
     let vocab = dataset::vocab(spec);
     let n = args.samples.unwrap_or(500);
@@ -420,31 +420,33 @@ fn evaluate_suite(args: &EvalArgs) -> Result<()> {
 fn compare(
     paths: &[PathBuf],
     plot: Option<&Path>,
-    x: &str,
-    format: &str,
+    x: XAxis,
+    format: Format,
     all_keys: bool,
 ) -> Result<()> {
-    use crate::compare::{self, plot::XAxis};
+    // A plot that cannot be written is refused before anything is printed.
+    if let Some(path) = plot {
+        compare::plot::check_path(path)?;
+    }
     let (runs, problems) = compare::collect(paths);
     for p in &problems {
         eprintln!("warning: {p}");
     }
     if runs.is_empty() {
-        anyhow::bail!("nothing to compare");
+        return Err(UserError::input(
+            "runner compare",
+            "none of the paths holds a run with metrics",
+        )
+        .into());
     }
     match format {
-        "csv" => print!("{}", compare::to_csv(&runs)?),
-        "json" => println!("{}", serde_json::to_string_pretty(&compare::rows(&runs))?),
-        "markdown" => print!("{}", compare::render(&runs, all_keys, true)),
-        _ => print!("{}", compare::render(&runs, all_keys, false)),
+        Format::Csv => print!("{}", compare::to_csv(&runs)?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&compare::rows(&runs))?),
+        Format::Markdown => print!("{}", compare::render(&runs, all_keys, true)),
+        Format::Table => print!("{}", compare::render(&runs, all_keys, false)),
     }
     if let Some(path) = plot {
-        let axis = if x == "step" {
-            XAxis::Steps
-        } else {
-            XAxis::Seconds
-        };
-        compare::plot::compare(&runs, path, axis)?;
+        compare::plot::compare(&runs, path, x)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

@@ -1,14 +1,14 @@
 //! The only place that names a backend: `experiment.device` to a burn `Device`, each behind
 //! its cargo feature, and the CPU thread pool.
 
-use crate::spec::SpecError;
+use crate::error::UserError;
 use burn::prelude::Device;
 
 /// The device for a spec's `experiment.device`, or an error saying which feature to build.
-pub fn device(name: &str) -> Result<Device, SpecError> {
+pub fn device(name: &str) -> Result<Device, UserError> {
     let missing =
         |feature: &str| {
-            SpecError::new(
+            UserError::new(
                 "",
                 Some("experiment.device"),
                 format!(
@@ -28,7 +28,7 @@ pub fn device(name: &str) -> Result<Device, SpecError> {
                     .strip_prefix("cuda:")
                     .and_then(|n| n.parse::<usize>().ok())
                     .ok_or_else(|| {
-                        SpecError::new(
+                        UserError::new(
                             "",
                             Some("experiment.device"),
                             format!("unknown device '{other}'"),

@@ -3,7 +3,6 @@
 //! plus peak memory. Each architecture runs in a child process of its own, so that peak
 //! memory is its own and one architecture's allocations do not slow the next.
 
-pub use crate::cli::{Batching, BenchArgs};
 use crate::data::batcher::{epoch_batches, make_batch, Batch};
 use crate::data::dataset;
 use crate::model::Model;
@@ -11,9 +10,63 @@ use crate::spec::{Arch, Spec};
 use crate::train;
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
+use clap::{Args, ValueEnum};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::time::Instant;
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Architectures to measure (repeatable; default: all five).
+    #[arg(long, value_enum)]
+    pub arch: Vec<Arch>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Measurement windows (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub windows: usize,
+    /// Training steps per window.
+    #[arg(long, default_value_t = 30)]
+    pub window_steps: usize,
+    /// How training batches are formed (training uses `bucketed`).
+    #[arg(long, value_enum, default_value_t = Batching::Bucketed)]
+    pub batching: Batching,
+    /// Pad every batch to this many positions (0: trim each batch to its longest record).
+    #[arg(long, default_value_t = 0)]
+    pub pad_to: usize,
+    /// Changes to the reference sizes (key.path=value), e.g. model.activation=relu.
+    #[arg(long = "set", value_name = "OVERRIDE")]
+    pub overrides: Vec<String>,
+    /// Directory for bench/<host>-<date>.csv.
+    #[arg(long, default_value = "bench")]
+    pub out: PathBuf,
+    /// Internal: measure one architecture and print one JSON line.
+    #[arg(long, hide = true)]
+    pub child: bool,
+}
+
+/// Batch formation, for measuring what bucketing by length gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Batching {
+    /// Records of similar length together (what training does).
+    Bucketed,
+    /// Records in random order.
+    Shuffled,
+}
+
+impl Batching {
+    pub fn name(self) -> &'static str {
+        match self {
+            Batching::Bucketed => "bucketed",
+            Batching::Shuffled => "shuffled",
+        }
+    }
+}
 
 /// One architecture's figures; the columns of `bench/<host>-<date>.csv`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,23 +106,11 @@ pub fn reference_spec(arch: Arch, batch_size: usize) -> Spec {
     spec
 }
 
-const ALL: [Arch; 5] = [Arch::Gru, Arch::Lstm, Arch::Tra, Arch::Gpt, Arch::Ber];
-
-/// An architecture by the names a spec accepts (serde's, aliases included).
-fn parse_arch(name: &str) -> Result<Arch> {
-    toml::Value::String(name.into()).try_into().map_err(|_| {
-        anyhow::anyhow!("--arch {name}: unknown architecture; allowed: gru, lstm, tra, gpt, ber")
-    })
-}
-
 pub fn bench(args: BenchArgs) -> Result<()> {
     let archs: Vec<Arch> = if args.arch.is_empty() {
-        ALL.to_vec()
+        Arch::all().to_vec()
     } else {
-        args.arch
-            .iter()
-            .map(|n| parse_arch(n))
-            .collect::<Result<_>>()?
+        args.arch.clone()
     };
     crate::backend::device(&args.device)?;
     // Every spec is checked before the first measurement starts.
@@ -131,10 +172,12 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// The reference spec with `--set` overrides, with positions for `--pad-to`.
 fn bench_spec(arch: Arch, args: &BenchArgs) -> Result<Spec> {
-    let mut spec =
-        crate::spec::with_overrides(reference_spec(arch, args.batch_size), &args.overrides)?;
+    let mut reference = reference_spec(arch, args.batch_size);
+    reference.experiment.threads = args.threads;
+    let mut spec = crate::spec::with_overrides(reference, &args.overrides)?;
     // Padded batches need positions up to the padded width.
     spec.model.max_positions = spec.max_positions().max(args.pad_to);
+    crate::limits::check_spec(&spec, "runner bench")?;
     Ok(spec)
 }
 

@@ -1,6 +1,10 @@
 //! Command-line interface (clap derive). Parsing only; `app` does the work.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use crate::bench::BenchArgs;
+use crate::compare::{plot::XAxis, Format};
+use crate::spec::HumanDuration;
+use crate::train::checkpoint::Slot;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -26,9 +30,9 @@ pub enum Command {
     /// Continue a run from its last checkpoint (after Ctrl-C, a crash, or to train longer).
     Resume {
         run_dir: PathBuf,
-        /// Training time allowed now (default: what the run's budget has left).
-        #[arg(long)]
-        budget: Option<String>,
+        /// Training time allowed now, e.g. 10min (default: what the run's budget has left).
+        #[arg(long, value_parser = parse_budget)]
+        budget: Option<HumanDuration>,
     },
     /// Only generate the dataset of a spec and save it.
     Data {
@@ -59,9 +63,9 @@ pub enum Command {
         /// Also write eval.csv and report.txt into this directory.
         #[arg(long)]
         report: Option<PathBuf>,
-        /// Which checkpoint: best or last.
-        #[arg(long, default_value = "best", value_parser = ["best", "last"])]
-        checkpoint: String,
+        /// Which checkpoint.
+        #[arg(long, value_enum, default_value_t = Slot::Best)]
+        checkpoint: Slot,
         /// The evaluation suite: in-distribution, longer and deeper sets (plus --data),
         /// by answer length and depth; writes eval_suite.csv and eval_suite.md.
         #[arg(long)]
@@ -77,10 +81,10 @@ pub enum Command {
         #[arg(long)]
         plot: Option<PathBuf>,
         /// The plot's x axis.
-        #[arg(long, default_value = "seconds", value_parser = ["seconds", "step"])]
-        x: String,
-        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json", "markdown"])]
-        format: String,
+        #[arg(long, value_enum, default_value_t = XAxis::Seconds)]
+        x: XAxis,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
         /// Show every spec key, not only those that differ.
         #[arg(long)]
         all_keys: bool,
@@ -89,8 +93,8 @@ pub enum Command {
     Predict {
         run_dir: PathBuf,
         prefix: String,
-        #[arg(long, default_value = "best", value_parser = ["best", "last"])]
-        checkpoint: String,
+        #[arg(long, value_enum, default_value_t = Slot::Best)]
+        checkpoint: Slot,
     },
     /// Run each config, then score its best checkpoint on fresh examples of its own
     /// distribution (as `runner eval --data` would) and write a results table.
@@ -159,54 +163,7 @@ pub enum StudyCommand {
     Report { dir: PathBuf },
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    /// Architectures to measure (repeatable; default: all five).
-    #[arg(long)]
-    pub arch: Vec<String>,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-    /// Measurement windows (the median is reported).
-    #[arg(long, default_value_t = 5)]
-    pub windows: usize,
-    /// Training steps per window.
-    #[arg(long, default_value_t = 30)]
-    pub window_steps: usize,
-    /// How training batches are formed (training uses `bucketed`).
-    #[arg(long, value_enum, default_value_t = Batching::Bucketed)]
-    pub batching: Batching,
-    /// Pad every batch to this many positions (0: trim each batch to its longest record).
-    #[arg(long, default_value_t = 0)]
-    pub pad_to: usize,
-    /// Changes to the reference sizes (key.path=value), e.g. model.activation=relu.
-    #[arg(long = "set", value_name = "OVERRIDE")]
-    pub overrides: Vec<String>,
-    /// Directory for bench/<host>-<date>.csv.
-    #[arg(long, default_value = "bench")]
-    pub out: PathBuf,
-    /// Internal: measure one architecture and print one JSON line.
-    #[arg(long, hide = true)]
-    pub child: bool,
-}
-
-/// Batch formation, for measuring what bucketing by length gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Batching {
-    /// Records of similar length together (what training does).
-    Bucketed,
-    /// Records in random order.
-    Shuffled,
-}
-
-impl Batching {
-    pub fn name(self) -> &'static str {
-        match self {
-            Batching::Bucketed => "bucketed",
-            Batching::Shuffled => "shuffled",
-        }
-    }
+/// `--budget 10min`: clap reports a bad value as a usage error (exit 2).
+fn parse_budget(text: &str) -> Result<HumanDuration, String> {
+    HumanDuration::parse(text)
 }

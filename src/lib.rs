@@ -7,7 +7,9 @@ pub mod bench;
 pub mod cli;
 pub mod compare;
 pub mod data;
+pub mod error;
 pub mod eval;
+pub mod limits;
 pub mod logging;
 pub mod model;
 pub mod run;
@@ -17,18 +19,12 @@ pub mod spec;
 pub mod sweep;
 pub mod train;
 
-/// Exit code for an error: 130 when interrupted, 2 for bad user input (spec, overrides,
-/// eval data), 1 otherwise.
+/// Exit code for an error: 130 when interrupted, 2 for bad user input ([`error::UserError`]),
+/// 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if err.chain().any(|c| c.is::<signals::Interrupted>()) {
-        return signals::EXIT_INTERRUPTED;
-    }
-    let user_input = err.chain().any(|cause| {
-        cause.is::<spec::SpecError>()
-            || cause.is::<data::dataset::BadLine>()
-            || cause.is::<data::vocab::UnknownChar>()
-    });
-    if user_input {
+        signals::EXIT_INTERRUPTED
+    } else if error::is_user_error(err) {
         2
     } else {
         1

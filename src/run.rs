@@ -2,44 +2,52 @@
 //! directory write the resolved spec, the dataset, train, score the test split and write
 //! the summary.
 
-use crate::artifacts::{write_atomic, write_json, RunPaths};
+use crate::artifacts::{write_atomic, write_json, RunLock, RunPaths};
 use crate::data::dataset::{self, Splits};
 use crate::data::Vocab;
+use crate::error::UserError;
 use crate::eval::{self, EvalReport};
 use crate::runs::Summary;
-use crate::spec::{self, Resolved, Spec, SpecError};
-use crate::train::{self, checkpoint, Observer};
+use crate::spec::{self, HumanDuration, Resolved, Spec};
+use crate::train::checkpoint::{self, Slot};
+use crate::train::{self, MetricsRow, Observer};
 use crate::{backend, logging};
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::prelude::Device;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// Everything that can be checked before a file is written: the spec, the dataset size,
-/// the device this build supports, and the run to start from (`model.init_from`).
+/// what this machine can hold, the device this build supports, and the run to start from
+/// (`model.init_from`).
 pub fn prepare(arg: &str, overrides: &[String]) -> Result<(Resolved, Device)> {
     let resolved = spec::load(arg, overrides)?;
-    let origin = resolved.path.display().to_string();
-    dataset::check_capacity(&resolved.spec, &origin)?;
-    let device = backend::device(&resolved.spec.experiment.device).map_err(|mut e| {
-        e.origin = origin.clone();
-        e
-    })?;
-    check_init_from(&resolved.spec, &origin)?;
+    let device = check_machine(&resolved.spec, "").map_err(|e| resolved.blame(e))?;
+    check_init_from(&resolved.spec, &device, "").map_err(|e| resolved.blame(e))?;
     Ok((resolved, device))
 }
 
-/// The checkpoint `model.init_from` names must exist and hold the same architecture and
-/// vocabulary; its sizes are checked when the weights load.
-fn check_init_from(spec: &Spec, origin: &str) -> Result<(), SpecError> {
+/// The dataset can be drawn, the run fits in memory, and the device exists in this build.
+fn check_machine(spec: &Spec, origin: &str) -> Result<Device, UserError> {
+    dataset::check_capacity(spec, origin)?;
+    crate::limits::check_spec(spec, origin)?;
+    backend::device(&spec.experiment.device).map_err(|mut e| {
+        e.origin = origin.to_string();
+        e
+    })
+}
+
+/// The checkpoint `model.init_from` names must exist and its weights must load into the
+/// model this spec builds (same architecture, sizes and vocabulary).
+fn check_init_from(spec: &Spec, device: &Device, origin: &str) -> Result<(), UserError> {
     let from = &spec.model.init_from;
     if from.is_empty() {
         return Ok(());
     }
-    let fail = |m: String| SpecError::new(origin, Some("model.init_from"), m);
-    let dir = checkpoint::find(&RunPaths::new(from).checkpoints(), "best")
+    let fail = |m: String| UserError::new(origin, Some("model.init_from"), m);
+    let dir = checkpoint::find(&RunPaths::new(from).checkpoints(), Slot::Best)
         .map_err(|e| fail(format!("'{from}': {e:#}")))?;
     let text = std::fs::read_to_string(dir.join("spec.toml"))
         .map_err(|e| fail(format!("'{}': {e}", dir.display())))?;
@@ -58,7 +66,47 @@ fn check_init_from(spec: &Spec, origin: &str) -> Result<(), SpecError> {
             other.data.pairs, spec.data.pairs
         )));
     }
-    Ok(())
+    let differing = size_keys_differing(&other, spec);
+    if !differing.is_empty() {
+        return Err(fail(format!(
+            "'{from}' holds a model of other sizes: {}; use the same sizes to start from its weights",
+            differing.join(", ")
+        )));
+    }
+    // The sizes agree; loading proves the weights themselves fit.
+    checkpoint::load_into(&dir, spec, device)
+        .map(|_| ())
+        .map_err(|e| fail(format!("{e:#}")))
+}
+
+/// The model keys whose values differ between two specs, as `key: theirs -> ours`.
+fn size_keys_differing(theirs: &Spec, ours: &Spec) -> Vec<String> {
+    let table = |s: &Spec| toml::Value::try_from(&s.model).expect("a ModelSpec serialises");
+    let (a, b) = (table(theirs), table(ours));
+    let (Some(a), Some(b)) = (a.as_table(), b.as_table()) else {
+        return Vec::new();
+    };
+    let mut differing: Vec<String> = ours
+        .model
+        .arch
+        .size_keys()
+        .iter()
+        .filter(|k| a.get(**k) != b.get(**k))
+        .map(|k| {
+            let show = |t: &toml::Table| t.get(*k).map(|v| v.to_string()).unwrap_or_default();
+            format!("model.{k} {} -> {}", show(a), show(b))
+        })
+        .collect();
+    let learned = ours.model.pos_encoding == crate::spec::PosEncoding::Learned;
+    if learned && !ours.model.arch.is_recurrent() && theirs.max_positions() != ours.max_positions()
+    {
+        differing.push(format!(
+            "positions (model.max_positions) {} -> {}",
+            theirs.max_positions(),
+            ours.max_positions()
+        ));
+    }
+    differing
 }
 
 /// Runs `resolved` in `root` (an existing, empty directory) and writes every file of a run.
@@ -71,8 +119,9 @@ pub fn execute(
     observer: &mut dyn Observer,
 ) -> Result<Summary> {
     let spec = &resolved.spec;
-    backend::set_threads(spec.experiment.threads);
     let run = RunPaths::new(root);
+    let _lock = RunLock::acquire(&run)?;
+    backend::set_threads(spec.experiment.threads);
     write_atomic(&run.resolved(), spec.to_toml().as_bytes())?;
     logging::log_to_file(&run.log())
         .with_context(|| format!("opening '{}'", run.log().display()))?;
@@ -86,120 +135,189 @@ pub fn execute(
     for o in &resolved.overrides {
         info!(override_ = %o, "override");
     }
+    let init = init_weights(spec, device)?;
+    train_and_finish(
+        spec,
+        device,
+        &run,
+        started,
+        spec.budget(),
+        init,
+        None,
+        observer,
+    )
+}
+
+/// The weights `model.init_from` names, on the training device; None for a fresh start.
+fn init_weights(spec: &Spec, device: &Device) -> Result<Option<crate::model::Model>> {
+    let from = spec.model.init_from.as_str();
+    if from.is_empty() {
+        return Ok(None);
+    }
+    let dir = checkpoint::find(&RunPaths::new(from).checkpoints(), Slot::Best)?;
+    let loaded = checkpoint::load_into(&dir, spec, &device.clone().autodiff())?;
+    info!(from = %dir.display(), "starting from the weights of another run");
+    Ok(Some(loaded.model))
+}
+
+/// The dataset (drawn again from the seed), training, and what comes after.
+#[allow(clippy::too_many_arguments)] // one call site each in execute and resume
+fn train_and_finish(
+    spec: &Spec,
+    device: &Device,
+    run: &RunPaths,
+    started: Instant,
+    budget: Duration,
+    init: Option<crate::model::Model>,
+    resume: Option<train::ResumeFrom>,
+    observer: &mut dyn Observer,
+) -> Result<Summary> {
     let vocab = dataset::vocab(spec);
     let splits = dataset::build_splits(spec, &vocab)?;
-    dataset::save(&run.dataset(), &splits, &vocab)?;
-    info!(
-        train = splits.train.len(),
-        val = splits.val.len(),
-        test = splits.test.len(),
-        "dataset"
-    );
-
+    if resume.is_none() {
+        dataset::save(&run.dataset(), &splits, &vocab)?;
+        info!(
+            train = splits.train.len(),
+            val = splits.val.len(),
+            test = splits.test.len(),
+            "dataset"
+        );
+    }
     let train_device = device.clone().autodiff();
-    let init = match spec.model.init_from.as_str() {
-        "" => None,
-        from => {
-            let dir = checkpoint::find(&RunPaths::new(from).checkpoints(), "best")?;
-            let loaded = checkpoint::load_into(&dir, spec, &train_device).with_context(|| {
-                format!(
-                    "model.init_from: the weights in '{}' do not fit this spec's model",
-                    dir.display()
-                )
-            })?;
-            info!(from = %dir.display(), "starting from the weights of another run");
-            Some(loaded.model)
-        }
-    };
     let input = train::FitInput {
         spec,
         vocab: &vocab,
         splits: &splits,
         device: &train_device,
-        run: &run,
+        run,
         started,
-        budget: spec.budget(),
+        budget,
         init,
-        resume: None,
+        resume,
     };
     let report = train::fit(input, observer)?;
-    finish(spec, &vocab, &splits, device, &run, report, started)
+    finish(spec, &vocab, &splits, device, run, report, started)
 }
 
 /// `runner resume`: continues a run from `checkpoints/last` (or, if that is damaged, the
 /// best valid checkpoint) with the same data, optimiser state, step, schedule and random
-/// state. `budget` is the training time allowed now; by default what the original budget
-/// has left.
-pub fn resume(run_dir: &Path, budget: Option<std::time::Duration>) -> Result<Summary> {
+/// state; a run killed before its first checkpoint starts again from step 0. The run's own
+/// `resolved.toml` is the spec: environment variables do not change a run that exists.
+/// `budget` is the training time allowed now; by default what the original budget has left.
+pub fn resume(run_dir: &Path, budget: Option<HumanDuration>) -> Result<Summary> {
     let started = Instant::now();
-    let run = RunPaths::new(run_dir);
-    if !run.resolved().is_file() {
-        anyhow::bail!(
-            "'{}' is not a run directory (no resolved.toml)",
-            run_dir.display()
-        );
-    }
-    let arg = run.resolved().display().to_string();
-    let (resolved, device) = prepare(&arg, &[])?;
-    let spec = &resolved.spec;
-    backend::set_threads(spec.experiment.threads);
-    let train_device = device.clone().autodiff();
-    let (loaded, which) = checkpoint::load_resumable(&run.checkpoints(), spec, &train_device)?;
-    if which != "last" {
-        warn!(checkpoint = %which, "checkpoints/last is missing or damaged: resuming from the best valid checkpoint");
+    let run = RunPaths::existing(run_dir)?;
+    let origin = run.resolved().display().to_string();
+    let spec = spec::load_resolved(&run.resolved())?;
+    let device = check_machine(&spec, &origin)?;
+    let _lock = RunLock::acquire(&run)?;
+    let ignored = spec::spec_variables();
+    if !ignored.is_empty() {
         eprintln!(
-            "note: checkpoints/last is missing or damaged; resuming from checkpoints/{which}"
+            "note: {} ignored: a resume continues the run as {origin} resolved it",
+            ignored.join(", ")
         );
     }
-    let position = loaded.state.position.clone();
-    let remaining = match budget {
-        Some(b) => b,
-        None => spec
-            .budget()
-            .checked_sub(std::time::Duration::from_secs_f64(position.train_s))
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the run's budget ({}) is used up ({:.0} s trained); give more with --budget",
-                    spec.train.budget,
-                    position.train_s
-                )
-            })?,
+    backend::set_threads(spec.experiment.threads);
+    let removed = crate::artifacts::remove_stray_temporaries(&run.root)?;
+    let train_device = device.clone().autodiff();
+    let resumable = checkpoint::load_resumable(&run.checkpoints(), &spec, &train_device)?;
+    let position = resumable.as_ref().map(|r| r.loaded.state.position.clone());
+    let trained_s = position.as_ref().map_or(0.0, |p| p.train_s);
+    let remaining = remaining_budget(&spec, budget.as_ref(), trained_s)?;
+    logging::log_to_file(&run.log())
+        .with_context(|| format!("opening '{}'", run.log().display()))?;
+    info!(run_dir = %run_dir.display(), step = position.as_ref().map_or(0, |p| p.step), budget_s = remaining.as_secs_f64(), "resume");
+    if let Some(b) = &budget {
+        info!(budget = %b, run_budget = %spec.train.budget, "budget given by --budget");
+    }
+    if removed > 0 {
+        info!(
+            files = removed,
+            "removed temporary files an interrupted write left"
+        );
+    }
+    let Some(resumable) = resumable else {
+        warn!("no checkpoint yet (the run ended before its first evaluation): starting again from step 0");
+        eprintln!("note: no checkpoint yet; the run starts again from step 0");
+        let init = init_weights(&spec, &device)?;
+        return train_and_finish(
+            &spec,
+            &device,
+            &run,
+            started,
+            remaining,
+            init,
+            None,
+            &mut train::Unobserved,
+        );
     };
-    let rows = match crate::compare::read_metrics(&run.metrics()) {
+    if resumable.loaded.dir != run.checkpoint(Slot::Last) {
+        let dir = resumable
+            .loaded
+            .dir
+            .strip_prefix(&run.root)
+            .unwrap_or(&resumable.loaded.dir)
+            .display()
+            .to_string();
+        warn!(checkpoint = %dir, "checkpoints/last is missing or damaged: resuming from the best valid checkpoint");
+        eprintln!("note: checkpoints/last is missing or damaged; resuming from {dir}");
+    }
+    let position = resumable.loaded.state.position.clone();
+    let rows: Vec<_> = read_metrics_or_warn(&run.metrics())
+        .into_iter()
+        .filter(|r| r.step <= position.step)
+        .collect();
+    let from = train::ResumeFrom {
+        model: resumable.loaded.model,
+        optim: resumable.optim,
+        position,
+        rows,
+    };
+    train_and_finish(
+        &spec,
+        &device,
+        &run,
+        started,
+        remaining,
+        None,
+        Some(from),
+        &mut train::Unobserved,
+    )
+}
+
+/// What `--budget` gives, or what the run's own budget has left after `trained_s`.
+fn remaining_budget(
+    spec: &Spec,
+    budget: Option<&HumanDuration>,
+    trained_s: f64,
+) -> Result<Duration, UserError> {
+    if let Some(b) = budget {
+        return Ok(b.get());
+    }
+    spec.budget()
+        .checked_sub(Duration::from_secs_f64(trained_s))
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            UserError::input(
+                "--budget",
+                format!(
+                    "the run's budget ({}) is used up ({trained_s:.0} s trained); give more with --budget",
+                    spec.train.budget
+                ),
+            )
+        })
+}
+
+/// The metrics rows a run wrote; a damaged tail is dropped with a warning.
+fn read_metrics_or_warn(path: &Path) -> Vec<MetricsRow> {
+    match crate::runs::read_metrics(path) {
         Ok(rows) => rows,
         Err((rows, problem)) => {
             warn!("{problem}; keeping the rows before it");
             rows
         }
-    };
-    let rows: Vec<_> = rows
-        .into_iter()
-        .filter(|r| r.step <= position.step)
-        .collect();
-    logging::log_to_file(&run.log())
-        .with_context(|| format!("opening '{}'", run.log().display()))?;
-    info!(run_dir = %run_dir.display(), step = position.step, budget_s = remaining.as_secs_f64(), "resume");
-    let vocab = dataset::vocab(spec);
-    let splits = dataset::build_splits(spec, &vocab)?;
-    let input = train::FitInput {
-        spec,
-        vocab: &vocab,
-        splits: &splits,
-        device: &train_device,
-        run: &run,
-        started,
-        budget: remaining,
-        init: None,
-        resume: Some(train::ResumeFrom {
-            model: loaded.model,
-            optim_file: loaded.dir.join(checkpoint::OPTIM_FILE),
-            position,
-            rows,
-        }),
-    };
-    let report = train::fit(input, &mut train::Unobserved)?;
-    finish(spec, &vocab, &splits, &device, &run, report, started)
+    }
 }
 
 /// After training: the test split, `summary.json`, `training_history.png`.
@@ -212,12 +330,19 @@ fn finish(
     report: train::FitReport,
     started: Instant,
 ) -> Result<Summary> {
-    let params = report
-        .best_model
+    // A resumed run that did not improve on its best has it on disk only.
+    let best_model = match report.best_model {
+        Some(model) => Some(model),
+        None => match checkpoint::find(&run.checkpoints(), Slot::Best) {
+            Ok(dir) => Some(checkpoint::load_into(&dir, spec, device)?.model),
+            Err(_) => None,
+        },
+    };
+    let params = best_model
         .as_ref()
         .map(|m| m.num_params())
         .unwrap_or_else(|| crate::model::Model::init(spec, vocab.size(), device).num_params());
-    let test = match &report.best_model {
+    let test = match &best_model {
         Some(model) => Some(final_test(model, spec, vocab, splits, device, run)?),
         None => None,
     };
@@ -229,8 +354,8 @@ fn finish(
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
         arch: spec.model.arch.name().into(),
-        status: report.status,
-        stop_reason: report.stop_reason.clone(),
+        status: report.stop_reason.status(),
+        stop_reason: report.stop_reason,
         best_val_exact: report.best.as_ref().map(|b| b.val_exact),
         best_step: report.best.as_ref().map(|b| b.step),
         best_val_loss: report
@@ -239,7 +364,7 @@ fn finish(
             .map(|r| r.val_loss)
             .filter(|v| v.is_finite())
             .reduce(f64::min),
-        test_exact: test.as_ref().map(|t| t.exact_match),
+        test_exact: test.as_ref().map(|t| t.exact),
         test_correct: test.as_ref().map(|t| t.correct),
         test_total: splits.test.len(),
         steps: report.steps,
@@ -253,7 +378,7 @@ fn finish(
         threads: spec.experiment.threads,
     };
     write_json(&run.summary(), &summary)?;
-    let history = run.root.join("training_history.png");
+    let history = run.history_plot();
     if let Err(e) = crate::compare::plot::history(&report.rows, &spec.experiment.name, &history) {
         warn!("could not draw {}: {e:#}", history.display());
     }

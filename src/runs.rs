@@ -1,5 +1,7 @@
 //! Finished and running runs on disk: `summary.json` and the `runner ls` listing.
 
+use crate::artifacts::RunPaths;
+use crate::train::MetricsRow;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -12,8 +14,7 @@ pub struct Summary {
     pub arch: String,
     /// completed, budget_reached, target_reached, diverged or interrupted.
     pub status: crate::train::Status,
-    /// budget, max_steps, target, patience or diverged.
-    pub stop_reason: String,
+    pub stop_reason: crate::train::StopReason,
     pub best_val_exact: Option<f64>,
     pub best_step: Option<u64>,
     /// Lowest validation loss of any evaluation.
@@ -35,11 +36,33 @@ pub struct Summary {
 }
 
 pub fn read_summary(run_dir: &Path) -> Result<Summary> {
-    let path = run_dir.join("summary.json");
+    let path = RunPaths::new(run_dir).summary();
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading '{}'", path.display()))?;
     serde_json::from_str(&text)
         .with_context(|| format!("'{}' is not a valid summary", path.display()))
+}
+
+/// Reads metrics rows; on a bad line, the rows before it and a message naming path and line.
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, (Vec<MetricsRow>, String)> {
+    let mut reader = match csv::Reader::from_path(path) {
+        Ok(r) => r,
+        Err(e) => return Err((Vec::new(), format!("{}: cannot read: {e}", path.display()))),
+    };
+    let mut rows = Vec::new();
+    for (i, row) in reader.deserialize::<MetricsRow>().enumerate() {
+        match row {
+            Ok(r) => rows.push(r),
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(i as u64 + 2);
+                return Err((
+                    rows,
+                    format!("{}:{line}: malformed metrics row: {e}", path.display()),
+                ));
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// A row of `runner ls`.
@@ -60,7 +83,7 @@ pub fn list(dir: &Path) -> Result<Vec<Listed>> {
         };
         for id in ids.flatten() {
             let path = id.path();
-            if !path.join("resolved.toml").is_file() {
+            if !RunPaths::new(&path).is_run() {
                 continue;
             }
             runs.push(Listed {

@@ -12,6 +12,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// How `runner compare` prints its table (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for the terminal.
+    Table,
+    Csv,
+    Json,
+    Markdown,
+}
+
 /// One run as read from disk; any part may be missing.
 #[derive(Debug, Clone)]
 pub struct RunData {
@@ -103,7 +113,7 @@ fn label_of(dir: &Path, fallback: &Path) -> String {
 }
 
 fn load_run(label: String, dir: PathBuf, metrics: &Path, problems: &mut Vec<String>) -> RunData {
-    let rows = read_metrics(metrics).unwrap_or_else(|(rows, problem)| {
+    let rows = crate::runs::read_metrics(metrics).unwrap_or_else(|(rows, problem)| {
         problems.push(problem);
         rows
     });
@@ -135,28 +145,6 @@ fn load_run(label: String, dir: PathBuf, metrics: &Path, problems: &mut Vec<Stri
     }
 }
 
-/// Reads metrics rows; on a bad line, the rows before it and a message naming path and line.
-pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, (Vec<MetricsRow>, String)> {
-    let mut reader = match csv::Reader::from_path(path) {
-        Ok(r) => r,
-        Err(e) => return Err((Vec::new(), format!("{}: cannot read: {e}", path.display()))),
-    };
-    let mut rows = Vec::new();
-    for (i, row) in reader.deserialize::<MetricsRow>().enumerate() {
-        match row {
-            Ok(r) => rows.push(r),
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(i as u64 + 2);
-                return Err((
-                    rows,
-                    format!("{}:{line}: malformed metrics row: {e}", path.display()),
-                ));
-            }
-        }
-    }
-    Ok(rows)
-}
-
 fn flatten(table: &toml::Table) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (section, fields) in table {
@@ -178,7 +166,7 @@ fn read_suite(dir: &Path) -> BTreeMap<String, String> {
         return out;
     };
     for row in reader.records().flatten() {
-        // set,breakdown,group,correct,total,exact_match,note
+        // set,breakdown,group,correct,total,exact,note
         if row.get(1) == Some("all") {
             let text = match row.get(6).filter(|n| !n.is_empty()) {
                 Some(note) => note.to_string(),
@@ -498,7 +486,7 @@ mod tests {
              2,1,oops,128,1.0,1.0,0.5,0.2,0.001\n",
         )
         .unwrap();
-        let (rows, message) = read_metrics(&path).unwrap_err();
+        let (rows, message) = crate::runs::read_metrics(&path).unwrap_err();
         assert_eq!(rows.len(), 1);
         assert!(message.contains("metrics.csv:3"), "{message}");
         let (runs, problems) = collect(&[dir.path().join("nothing-here")]);

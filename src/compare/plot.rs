@@ -3,6 +3,7 @@
 //! system font library is needed.
 
 use super::RunData;
+use crate::error::UserError;
 use crate::train::MetricsRow;
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::coord::Shift;
@@ -10,10 +11,50 @@ use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The x axis of a learning-curve plot (`--x`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum XAxis {
     Seconds,
+    #[value(name = "step")]
     Steps,
+}
+
+/// The image formats a plot can be written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ImageFormat {
+    Png,
+    Svg,
+}
+
+/// Checks that a plot can be written at `path`: a `.png` or `.svg` name in a directory
+/// that exists (a plot never creates directories).
+pub fn check_path(path: &Path) -> Result<(), UserError> {
+    image_format(path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(UserError::input(
+                path.display().to_string(),
+                format!("the directory '{}' does not exist", dir.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn image_format(path: &Path) -> Result<ImageFormat, UserError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_lowercase();
+    match ext.as_str() {
+        "png" => Ok(ImageFormat::Png),
+        "svg" => Ok(ImageFormat::Svg),
+        _ => Err(UserError::input(
+            path.display().to_string(),
+            "the plot file must end in .png or .svg",
+        )),
+    }
 }
 
 impl XAxis {
@@ -47,26 +88,20 @@ fn register_font() {
     });
 }
 
-/// Writes the curves of `runs` to a `.png` or `.svg` file.
+/// Writes the curves of `runs` to a `.png` or `.svg` file, through a temporary file.
 pub fn curves(runs: &[(String, Vec<MetricsRow>)], path: &Path, x: XAxis) -> Result<()> {
     register_font();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_lowercase();
-    let tmp = path.with_extension(format!("tmp.{ext}"));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating '{}'", dir.display()))?;
-    }
+    let format = image_format(path)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Named like every temporary file, so that what a kill leaves is recognised and removed.
+    let tmp = path.with_file_name(format!("{}{name}", crate::artifacts::TMP_PREFIX));
     let size = (1000, 720);
-    match ext.as_str() {
-        "png" => draw(BitMapBackend::new(&tmp, size).into_drawing_area(), runs, x)?,
-        "svg" => draw(SVGBackend::new(&tmp, size).into_drawing_area(), runs, x)?,
-        _ => bail!(
-            "'{}': the plot file must end in .png or .svg",
-            path.display()
-        ),
+    match format {
+        ImageFormat::Png => draw(BitMapBackend::new(&tmp, size).into_drawing_area(), runs, x)?,
+        ImageFormat::Svg => draw(SVGBackend::new(&tmp, size).into_drawing_area(), runs, x)?,
     }
     std::fs::rename(&tmp, path).with_context(|| format!("writing '{}'", path.display()))?;
     Ok(())

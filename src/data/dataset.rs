@@ -5,8 +5,10 @@
 use super::task::{closing, count_prefixes, draw_distinct, Example, Generator, TaskParams};
 use super::vocab::Vocab;
 use crate::artifacts::{write_atomic, write_json};
-use crate::spec::{Spec, SpecError};
-use anyhow::{Context, Result};
+use crate::error::UserError;
+use crate::limits::MAX_LINE_BYTES;
+use crate::spec::Spec;
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::Path;
@@ -36,13 +38,13 @@ pub fn params(spec: &Spec) -> TaskParams {
 }
 
 /// Refuses, before any work, a dataset larger than the number of distinct prefixes.
-pub fn check_capacity(spec: &Spec, origin: &str) -> Result<(), SpecError> {
+pub fn check_capacity(spec: &Spec, origin: &str) -> Result<(), UserError> {
     let d = &spec.data;
     let wanted = d.train_samples + d.val_samples + d.test_samples;
     let available = count_prefixes(params(spec));
     // Rejection sampling slows down badly near the limit; ask for headroom.
     if (wanted as f64) > 0.8 * available {
-        return Err(SpecError::new(
+        return Err(UserError::new(
             origin,
             Some("data.train_samples"),
             format!(
@@ -150,12 +152,17 @@ pub fn write_jsonl(path: &Path, examples: &[Example], vocab: &Vocab) -> Result<(
 }
 
 /// A JSONL line that cannot be scored, with its 1-based line number.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}: {message}")]
+#[derive(Debug)]
 pub struct BadLine {
     pub file: String,
     pub line: usize,
     pub message: String,
+}
+
+impl std::fmt::Display for BadLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
 }
 
 /// Examples read from a JSONL file, and how many invalid lines were skipped.
@@ -166,37 +173,63 @@ pub struct Loaded {
 
 /// Reads and checks an eval file. Every line must be a valid open prefix over the run's
 /// brackets with its correct closing; otherwise the first bad line is an error, or, with
-/// `skip_invalid`, bad lines are counted and skipped.
+/// `skip_invalid`, bad lines are counted and skipped. A line longer than
+/// [`MAX_LINE_BYTES`] is refused unread, so one huge line cannot exhaust memory.
 pub fn load_jsonl(path: &Path, vocab: &Vocab, skip_invalid: bool) -> Result<Loaded> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading eval data '{}'", path.display()))?;
+    use std::io::BufRead;
     let file = path.display().to_string();
+    let reader = std::fs::File::open(path)
+        .map(std::io::BufReader::new)
+        .map_err(|e| UserError::input(&file, format!("cannot read eval data: {e}")))?;
     let mut loaded = Loaded {
         examples: Vec::new(),
         skipped: Vec::new(),
     };
-    for (index, line) in text.lines().enumerate() {
+    let mut lines = std::io::Read::take(reader, u64::MAX);
+    let mut buf = Vec::new();
+    for number in 1.. {
+        buf.clear();
+        lines.set_limit(MAX_LINE_BYTES as u64 + 1);
+        let read = lines.read_until(b'\n', &mut buf).map_err(|e| {
+            UserError::input(format!("{file}:{number}"), format!("cannot read: {e}"))
+        })?;
+        if read == 0 {
+            break;
+        }
+        if buf.len() > MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
+            return Err(UserError::input(
+                format!("{file}:{number}"),
+                format!(
+                    "the line is longer than {MAX_LINE_BYTES} bytes; one line holds one example"
+                ),
+            )
+            .into());
+        }
+        let line = String::from_utf8_lossy(&buf);
         if line.trim().is_empty() {
             continue;
         }
-        match parse_line(line, vocab) {
+        match parse_line(line.trim_end(), vocab) {
             Ok(example) => loaded.examples.push(example),
             Err(message) => {
                 let bad = BadLine {
                     file: file.clone(),
-                    line: index + 1,
+                    line: number,
                     message,
                 };
                 if !skip_invalid {
-                    return Err(anyhow::Error::new(bad)
-                        .context("invalid eval data (use --skip-invalid to skip such lines)"));
+                    return Err(UserError::input(
+                        format!("{}:{}", bad.file, bad.line),
+                        format!("{} (use --skip-invalid to skip such lines)", bad.message),
+                    )
+                    .into());
                 }
                 loaded.skipped.push(bad);
             }
         }
     }
     if loaded.examples.is_empty() {
-        anyhow::bail!("'{file}' holds no valid examples");
+        return Err(UserError::input(&file, "holds no valid examples").into());
     }
     Ok(loaded)
 }

@@ -14,12 +14,12 @@ pub struct LengthRow {
     pub answer_len: usize,
     pub correct: usize,
     pub total: usize,
-    pub exact_match: f64,
+    pub exact: f64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EvalReport {
-    pub exact_match: f64,
+    pub exact: f64,
     pub correct: usize,
     pub total: usize,
     /// Exact match by the number of closers in the expected answer.
@@ -36,7 +36,7 @@ impl EvalReport {
         }
         let correct = predictions.iter().filter(|p| p.correct).count();
         Self {
-            exact_match: ratio(correct, predictions.len()),
+            exact: ratio(correct, predictions.len()),
             correct,
             total: predictions.len(),
             by_answer_len: by_len
@@ -45,27 +45,24 @@ impl EvalReport {
                     answer_len,
                     correct,
                     total,
-                    exact_match: ratio(correct, total),
+                    exact: ratio(correct, total),
                 })
                 .collect(),
         }
     }
 
-    /// The last line users grep for: `exact_match: 0.9870 (987/1000)`.
+    /// The last line users grep for: `exact: 0.9870 (987/1000)`.
     pub fn headline(&self) -> String {
-        format!(
-            "exact_match: {:.4} ({}/{})",
-            self.exact_match, self.correct, self.total
-        )
+        format!("exact: {:.4} ({}/{})", self.exact, self.correct, self.total)
     }
 
     pub fn table(&self) -> String {
-        let mut out = String::from("answer_len  correct  total  exact_match\n");
+        let mut out = String::from("answer_len  correct  total  exact\n");
         for row in &self.by_answer_len {
             let _ = writeln!(
                 out,
                 "{:>10}  {:>7}  {:>5}  {:>11.4}",
-                row.answer_len, row.correct, row.total, row.exact_match
+                row.answer_len, row.correct, row.total, row.exact
             );
         }
         out
@@ -94,7 +91,7 @@ pub fn write_outputs(dir: &Path, predictions: &[Prediction], report: &EvalReport
     let _ = writeln!(
         text,
         "正解率: {:.2}% ({}/{})",
-        100.0 * report.exact_match,
+        100.0 * report.exact,
         report.correct,
         report.total
     );
@@ -117,7 +114,7 @@ mod tests {
     #[test]
     fn breaks_down_by_answer_length_counting_characters() {
         let r = EvalReport::from_predictions(&[p("】", "】"), p("}】", "】}"), p("))", "))")]);
-        assert_eq!(r.headline(), "exact_match: 0.6667 (2/3)");
+        assert_eq!(r.headline(), "exact: 0.6667 (2/3)");
         assert_eq!(r.by_answer_len.len(), 2);
         assert_eq!(
             (r.by_answer_len[1].answer_len, r.by_answer_len[1].correct),

@@ -176,7 +176,7 @@ fn ratio(a: usize, b: usize) -> String {
     }
 }
 
-/// Writes `eval_suite.csv` (set, breakdown, group, correct, total, exact_match, note) and
+/// Writes `eval_suite.csv` (set, breakdown, group, correct, total, exact, note) and
 /// `eval_suite.md`; returns the Markdown.
 pub fn write(dir: &Path, results: &[SetResult], vocab: &Vocab) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -186,7 +186,7 @@ pub fn write(dir: &Path, results: &[SetResult], vocab: &Vocab) -> anyhow::Result
         "group",
         "correct",
         "total",
-        "exact_match",
+        "exact",
         "note",
     ])?;
     let mut md = String::from("# Evaluation suite\n\n| set | exact match | correct | scored | note |\n|---|---|---|---|---|\n");
@@ -241,7 +241,8 @@ pub fn write(dir: &Path, results: &[SetResult], vocab: &Vocab) -> anyhow::Result
             md.push('\n');
         }
     }
-    write_atomic(&dir.join("eval_suite.csv"), &w.into_inner()?)?;
-    write_atomic(&dir.join("eval_suite.md"), md.as_bytes())?;
+    let run = crate::artifacts::RunPaths::new(dir);
+    write_atomic(&run.eval_suite_csv(), &w.into_inner()?)?;
+    write_atomic(&run.eval_suite_md(), md.as_bytes())?;
     Ok(md)
 }

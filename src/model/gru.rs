@@ -4,19 +4,20 @@
 use super::decode::Incremental;
 use crate::spec::ModelSpec;
 use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Gru, GruConfig, Linear, LinearConfig,
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Gru as GruLayer, GruConfig, Linear,
+    LinearConfig,
 };
 use burn::prelude::*;
 
 #[derive(Module, Debug)]
-pub struct GruLm {
+pub struct Gru {
     embed: Embedding,
-    layers: Vec<Gru>,
+    layers: Vec<GruLayer>,
     dropout: Dropout,
     head: Linear,
 }
 
-impl GruLm {
+impl Gru {
     pub fn init(spec: &ModelSpec, vocab_size: usize, device: &Device) -> Self {
         let layers = (0..spec.n_layers)
             .map(|i| {
@@ -61,7 +62,7 @@ impl GruLm {
     }
 }
 
-impl Incremental for GruLm {
+impl Incremental for Gru {
     type State = Vec<Tensor<2>>;
 
     fn prefill(&self, tokens: Tensor<2, Int>) -> (Tensor<2>, Self::State) {

@@ -4,20 +4,20 @@
 use super::decode::Incremental;
 use crate::spec::ModelSpec;
 use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig, Lstm, LstmConfig,
-    LstmState,
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig, Lstm as LstmLayer,
+    LstmConfig, LstmState,
 };
 use burn::prelude::*;
 
 #[derive(Module, Debug)]
-pub struct LstmLm {
+pub struct Lstm {
     embed: Embedding,
-    layers: Vec<Lstm>,
+    layers: Vec<LstmLayer>,
     dropout: Dropout,
     head: Linear,
 }
 
-impl LstmLm {
+impl Lstm {
     pub fn init(spec: &ModelSpec, vocab_size: usize, device: &Device) -> Self {
         let layers = (0..spec.n_layers)
             .map(|i| {
@@ -60,7 +60,7 @@ impl LstmLm {
     }
 }
 
-impl Incremental for LstmLm {
+impl Incremental for Lstm {
     type State = Vec<LstmState<2>>;
 
     fn prefill(&self, tokens: Tensor<2, Int>) -> (Tensor<2>, Self::State) {

@@ -5,18 +5,18 @@
 pub mod decode;
 mod embed;
 
-mod bert;
+mod ber;
 mod gpt;
 mod gru;
 mod lstm;
 mod recurrent;
 mod tra;
 
-pub use bert::Bert;
+pub use ber::Ber;
 pub use decode::Decoded;
 pub use gpt::Gpt;
-pub use gru::GruLm;
-pub use lstm::LstmLm;
+pub use gru::Gru;
+pub use lstm::Lstm;
 pub use tra::Tra;
 
 use crate::data::batcher::{Batch, Layout};
@@ -29,11 +29,11 @@ use burn::prelude::*;
 #[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Model {
-    Gru(GruLm),
-    Lstm(LstmLm),
+    Gru(Gru),
+    Lstm(Lstm),
     Tra(Tra),
     Gpt(Gpt),
-    Ber(Bert),
+    Ber(Ber),
 }
 
 impl Model {
@@ -41,11 +41,11 @@ impl Model {
         let m = &spec.model;
         let positions = spec.max_positions();
         match m.arch {
-            Arch::Gru => Model::Gru(GruLm::init(m, vocab_size, device)),
-            Arch::Lstm => Model::Lstm(LstmLm::init(m, vocab_size, device)),
+            Arch::Gru => Model::Gru(Gru::init(m, vocab_size, device)),
+            Arch::Lstm => Model::Lstm(Lstm::init(m, vocab_size, device)),
             Arch::Tra => Model::Tra(Tra::init(m, vocab_size, positions, device)),
             Arch::Gpt => Model::Gpt(Gpt::init(m, vocab_size, positions, device)),
-            Arch::Ber => Model::Ber(Bert::init(m, vocab_size, positions, device)),
+            Arch::Ber => Model::Ber(Ber::init(m, vocab_size, positions, device)),
         }
     }
 

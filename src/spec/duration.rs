@@ -1,6 +1,75 @@
-//! Budgets and intervals written as "90s", "10min", "1hour", "6hours", "2days", "1h30min".
+//! Budgets and intervals written as "90s", "10min", "1hour", "6hours", "2days", "1h30min",
+//! parsed once when the spec is read.
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
 use std::time::Duration;
+
+/// A positive duration that keeps the words it was written with, so that a resolved spec
+/// serialises back to the same TOML (`budget = "10min"`, not a number of seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HumanDuration {
+    text: String,
+    value: Duration,
+}
+
+impl HumanDuration {
+    /// Parses a human duration; the error says what is allowed.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        parse_duration(text).map(|value| Self {
+            text: text.trim().to_string(),
+            value,
+        })
+    }
+
+    pub fn get(&self) -> Duration {
+        self.value
+    }
+
+    pub fn as_secs_f64(&self) -> f64 {
+        self.value.as_secs_f64()
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `train.decay_over`: empty means "none" (decay over the whole budget), so that an
+/// override `train.decay_over=` can switch it off.
+pub mod optional {
+    use super::HumanDuration;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<HumanDuration>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.as_ref().map(|d| d.to_string()).unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HumanDuration>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        HumanDuration::parse(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 /// Parses a human duration; the error says what is allowed.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -52,5 +121,21 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn serialises_back_to_the_words_it_was_read_from() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct T {
+            budget: HumanDuration,
+            #[serde(with = "optional")]
+            decay_over: Option<HumanDuration>,
+        }
+        let t: T = toml::from_str("budget = \"1h30min\"\ndecay_over = \"\"\n").unwrap();
+        assert_eq!(t.budget.get(), Duration::from_secs(5400));
+        assert_eq!(t.decay_over, None);
+        let text = toml::to_string(&t).unwrap();
+        assert_eq!(text, "budget = \"1h30min\"\ndecay_over = \"\"\n");
+        assert!(toml::from_str::<T>("budget = \"soon\"\ndecay_over = \"\"\n").is_err());
     }
 }

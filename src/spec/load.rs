@@ -1,7 +1,8 @@
 //! Layering and error reporting: defaults < spec file < `RUNNER_*` environment < overrides.
 
-use super::{validate, Spec, SpecError};
-use figment::providers::{Env, Format, Serialized, Toml};
+use super::{validate, Spec};
+use crate::error::UserError;
+use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
 use std::path::{Path, PathBuf};
@@ -13,14 +14,30 @@ pub struct Resolved {
     pub path: PathBuf,
     /// Overrides as given, for the log.
     pub overrides: Vec<String>,
+    /// Values set above the file (environment, then command line).
+    pub sources: Vec<Entry>,
+}
+
+impl Resolved {
+    /// Where `key`'s value came from: the override or variable that set it, else the file.
+    pub fn origin_of(&self, key: Option<&str>) -> String {
+        source_of(&self.path.display().to_string(), &self.sources, key)
+    }
+
+    /// `err` blamed on the layer that set its key (for checks made after loading).
+    pub fn blame(&self, mut err: UserError) -> UserError {
+        err.origin = self.origin_of(err.key.as_deref());
+        err
+    }
 }
 
 const ENV_PREFIX: &str = "RUNNER_";
+const ENV_ORIGIN: &str = "environment";
 const OVERRIDE_ORIGIN: &str = "command-line override";
 
 /// Finds the spec file: a path as given, or a bare name such as `gru_1min` looked up as
 /// `configs/gru_1min.toml`.
-pub fn resolve_path(arg: &str) -> Result<PathBuf, SpecError> {
+pub fn resolve_path(arg: &str) -> Result<PathBuf, UserError> {
     let given = PathBuf::from(arg);
     if given.is_file() {
         return Ok(given);
@@ -37,7 +54,7 @@ pub fn resolve_path(arg: &str) -> Result<PathBuf, SpecError> {
     } else {
         String::new()
     };
-    Err(SpecError::new(
+    Err(UserError::new(
         arg,
         None,
         format!("spec file not found{hint}"),
@@ -45,25 +62,54 @@ pub fn resolve_path(arg: &str) -> Result<PathBuf, SpecError> {
 }
 
 /// Loads, layers and validates a spec. Nothing is written.
-pub fn load(arg: &str, overrides: &[String]) -> Result<Resolved, SpecError> {
+pub fn load(arg: &str, overrides: &[String]) -> Result<Resolved, UserError> {
     let path = resolve_path(arg)?;
-    let origin = path.display().to_string();
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| SpecError::new(&origin, None, format!("cannot read: {e}")))?;
+    let env = env_layer(std::env::vars())?;
+    let cli = Layer {
+        origin: OVERRIDE_ORIGIN,
+        entries: parse_overrides(overrides)?,
+    };
+    let spec = resolve(&path, &[&env, &cli])?;
+    Ok(Resolved {
+        spec,
+        path,
+        overrides: overrides.to_vec(),
+        sources: env.entries.into_iter().chain(cli.entries).collect(),
+    })
+}
+
+/// A run's own `resolved.toml`, exactly as it was resolved: no environment, no overrides
+/// (a resumed run continues the run it resumes).
+pub fn load_resolved(path: &Path) -> Result<Spec, UserError> {
+    resolve(path, &[])
+}
+
+/// The names of `RUNNER_*` variables that would change a spec, for a warning where they
+/// are ignored.
+pub fn spec_variables() -> Vec<String> {
+    std::env::vars()
+        .map(|(name, _)| name)
+        .filter(|name| env_key(name).is_some())
+        .collect()
+}
+
+/// The spec file at `path` under `layers`, validated; errors name the layer at fault.
+fn resolve(path: &Path, layers: &[&Layer]) -> Result<Spec, UserError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UserError::new(&file, None, format!("cannot read: {e}")))?;
     // Syntax errors are reported by the toml crate with line and column.
     if let Err(e) = text.parse::<toml::Table>() {
-        return Err(SpecError::new(
-            &origin,
-            None,
-            format!("not valid TOML: {e}"),
-        ));
+        return Err(UserError::new(&file, None, format!("not valid TOML: {e}")));
     }
-    let parsed = parse_overrides(overrides)?;
-    let figment = Figment::from(Serialized::defaults(Spec::default()))
-        .merge(Toml::string(&text))
-        .merge(Env::prefixed(ENV_PREFIX).split("__"))
-        .merge(Overrides(parsed));
-    let mut spec: Spec = figment.extract().map_err(|e| describe(e, &origin))?;
+    let mut figment =
+        Figment::from(Serialized::defaults(Spec::default())).merge(Toml::string(&text));
+    for layer in layers {
+        figment = figment.merge(*layer);
+    }
+    let entries: Vec<Entry> = layers.iter().flat_map(|l| l.entries.clone()).collect();
+    let blame = |key: Option<&str>| source_of(&file, &entries, key);
+    let mut spec: Spec = figment.extract().map_err(|e| describe(e, &blame))?;
     if spec.experiment.name.is_empty() {
         spec.experiment.name = path
             .file_stem()
@@ -72,53 +118,118 @@ pub fn load(arg: &str, overrides: &[String]) -> Result<Resolved, SpecError> {
     }
     validate(&spec).map_err(|mut e| {
         if e.origin.is_empty() {
-            e.origin = origin.clone();
+            e.origin = blame(e.key.as_deref());
         }
         e
     })?;
-    Ok(Resolved {
-        spec,
-        path,
-        overrides: overrides.to_vec(),
-    })
+    Ok(spec)
+}
+
+/// Who set `key` last among `entries` (in precedence order), else the file.
+fn source_of(file: &str, entries: &[Entry], key: Option<&str>) -> String {
+    let Some(key) = key else {
+        return file.to_string();
+    };
+    entries
+        .iter()
+        .rev()
+        .find(|e| key == e.key || key.starts_with(&format!("{}.", e.key)))
+        .map(|e| e.source.clone())
+        .unwrap_or_else(|| file.to_string())
 }
 
 /// `spec` with `key.path=value` overrides applied, validated (for specs built in code, such
 /// as the benchmark's reference sizes).
-pub fn with_overrides(spec: Spec, overrides: &[String]) -> Result<Spec, SpecError> {
-    let figment =
-        Figment::from(Serialized::defaults(spec)).merge(Overrides(parse_overrides(overrides)?));
-    let spec: Spec = figment
+pub fn with_overrides(spec: Spec, overrides: &[String]) -> Result<Spec, UserError> {
+    let layer = Layer {
+        origin: OVERRIDE_ORIGIN,
+        entries: parse_overrides(overrides)?,
+    };
+    let blame = |key: Option<&str>| source_of(OVERRIDE_ORIGIN, &layer.entries, key);
+    let spec: Spec = Figment::from(Serialized::defaults(spec))
+        .merge(&layer)
         .extract()
-        .map_err(|e| describe(e, OVERRIDE_ORIGIN))?;
-    validate(&spec)?;
+        .map_err(|e| describe(e, &blame))?;
+    validate(&spec).map_err(|mut e| {
+        e.origin = blame(e.key.as_deref());
+        e
+    })?;
     Ok(spec)
 }
 
-fn parse_overrides(overrides: &[String]) -> Result<Vec<(String, toml::Value)>, SpecError> {
+fn parse_overrides(overrides: &[String]) -> Result<Vec<Entry>, UserError> {
     overrides.iter().map(|raw| parse_override(raw)).collect()
+}
+
+/// One value of a layer above the file: the key it sets, its value, and where it came from
+/// (`command-line override 'train.lr=3e-3'`, `environment variable RUNNER_TRAIN__LR`).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: String,
+    pub value: toml::Value,
+    pub source: String,
 }
 
 /// Splits `key.path=value`, reads the value as TOML (a bare word becomes a string) and checks
 /// that the key exists.
-pub fn parse_override(raw: &str) -> Result<(String, toml::Value), SpecError> {
-    let origin = format!("{OVERRIDE_ORIGIN} '{raw}'");
+pub fn parse_override(raw: &str) -> Result<Entry, UserError> {
+    let source = format!("{OVERRIDE_ORIGIN} '{raw}'");
     let Some((key, value)) = raw.split_once('=') else {
-        return Err(SpecError::new(
-            origin,
+        return Err(UserError::new(
+            source,
             None,
             "expected key.path=value, e.g. train.lr=3e-3",
         ));
     };
-    let key = key.trim();
-    check_known_key(key).map_err(|msg| SpecError::new(&origin, Some(key), msg))?;
-    let value = value.trim();
-    let parsed = format!("v = {value}")
+    entry(key.trim(), value, source)
+}
+
+fn entry(key: &str, value: &str, source: String) -> Result<Entry, UserError> {
+    check_known_key(key).map_err(|msg| UserError::new(&source, Some(key), msg))?;
+    Ok(Entry {
+        key: key.to_string(),
+        value: toml_value(value.trim()),
+        source,
+    })
+}
+
+/// A value as TOML (`3e-3`, `["()", "[]"]`, `"10min"`), or else the bare text as a string.
+fn toml_value(text: &str) -> toml::Value {
+    format!("v = {text}")
         .parse::<toml::Table>()
         .ok()
         .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(value.to_string()));
-    Ok((key.to_string(), parsed))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+}
+
+/// The dotted key a variable `RUNNER_<SECTION>__<KEY>` sets, for the spec's own sections
+/// only: other `RUNNER_*` variables (hosted CI sets `RUNNER_OS`, `RUNNER_TEMP`, ...) are
+/// not ours and are left alone.
+fn env_key(name: &str) -> Option<String> {
+    let rest = name.strip_prefix(ENV_PREFIX)?;
+    let (section, key) = rest.split_once("__")?;
+    let section = section.to_ascii_lowercase();
+    SECTIONS
+        .contains(&section.as_str())
+        .then(|| format!("{section}.{}", key.to_ascii_lowercase()))
+}
+
+const SECTIONS: [&str; 6] = ["experiment", "data", "model", "train", "eval", "sweep"];
+
+/// The `RUNNER_<SECTION>__<KEY>` variables, read like command-line values.
+fn env_layer(vars: impl Iterator<Item = (String, String)>) -> Result<Layer, UserError> {
+    let mut entries = Vec::new();
+    for (name, value) in vars {
+        if let Some(key) = env_key(&name) {
+            entries.push(entry(&key, &value, format!("environment variable {name}"))?);
+        }
+    }
+    // The environment has no order of its own: sort for reproducible precedence messages.
+    entries.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(Layer {
+        origin: ENV_ORIGIN,
+        entries,
+    })
 }
 
 /// Every leaf key of a spec, dotted (`train.lr`), in file order.
@@ -160,18 +271,8 @@ fn suggestion<S: AsRef<str>>(word: &str, candidates: &[S]) -> String {
 }
 
 /// Turns a figment error into one line naming the source, the key and what is allowed.
-fn describe(err: figment::Error, file: &str) -> SpecError {
+fn describe(err: figment::Error, blame: &dyn Fn(Option<&str>) -> String) -> UserError {
     use figment::error::Kind;
-    let origin = match err.metadata.as_ref().map(|m| m.name.to_string()) {
-        Some(name) if name.contains("environment") => {
-            format!(
-                "environment variable {ENV_PREFIX}{}",
-                err.path.join("__").to_uppercase()
-            )
-        }
-        Some(name) if name == OVERRIDE_ORIGIN => OVERRIDE_ORIGIN.to_string(),
-        _ => file.to_string(),
-    };
     let mut path = err.path.clone();
     let message = match &err.kind {
         Kind::UnknownField(field, expected) => {
@@ -197,13 +298,11 @@ fn describe(err: figment::Error, file: &str) -> SpecError {
         Kind::InvalidValue(actual, expected) => {
             format!("invalid value: found {actual}, expected {expected}")
         }
-        Kind::Message(m) if m.contains("did not match any variant") => {
-            "expected a step count (e.g. 200) or a duration string (e.g. \"10s\")".to_string()
-        }
         other => other.to_string(),
     };
     let key = path.join(".");
-    SpecError::new(origin, (!key.is_empty()).then_some(key.as_str()), message)
+    let key = (!key.is_empty()).then_some(key.as_str());
+    UserError::new(blame(key), key, message)
 }
 
 fn join_key(prefix: &str, field: &str) -> String {
@@ -214,18 +313,21 @@ fn join_key(prefix: &str, field: &str) -> String {
     }
 }
 
-/// Command-line overrides as a figment provider, so that errors name their origin.
-struct Overrides(Vec<(String, toml::Value)>);
+/// Values set above the file (environment or command line), as a figment provider.
+struct Layer {
+    origin: &'static str,
+    entries: Vec<Entry>,
+}
 
-impl Provider for Overrides {
+impl Provider for &Layer {
     fn metadata(&self) -> Metadata {
-        Metadata::named(OVERRIDE_ORIGIN)
+        Metadata::named(self.origin)
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         let mut root = toml::Table::new();
-        for (key, value) in &self.0 {
-            insert_path(&mut root, key, value.clone());
+        for e in &self.entries {
+            insert_path(&mut root, &e.key, e.value.clone());
         }
         let data = Serialized::defaults(root).data()?;
         Ok(data)
@@ -288,7 +390,7 @@ mod tests {
     use super::*;
     use figment::Jail;
 
-    fn load_in_jail(jail: &mut Jail, text: &str, overrides: &[&str]) -> Result<Spec, SpecError> {
+    fn load_in_jail(jail: &mut Jail, text: &str, overrides: &[&str]) -> Result<Spec, UserError> {
         jail.create_file("spec.toml", text).expect("jail file");
         let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
         load("spec.toml", &overrides).map(|r| r.spec)
@@ -321,6 +423,34 @@ mod tests {
     }
 
     #[test]
+    fn environment_reads_only_spec_sections_and_values_as_toml() {
+        Jail::expect_with(|jail| {
+            // Hosted CI sets these in every job; they are not ours.
+            jail.set_env("RUNNER_TEMP", "/tmp");
+            jail.set_env("RUNNER_OS", "Linux");
+            jail.set_env("RUNNER_TOOL_CACHE", "/opt/hostedtoolcache");
+            // The README's own example: a float written as TOML reads as one.
+            jail.set_env("RUNNER_TRAIN__LR", "1e-3");
+            jail.set_env("RUNNER_DATA__PAIRS", "[\"()\", \"[]\"]");
+            let spec = load_in_jail(jail, "", &[]).expect("valid spec");
+            assert_eq!(spec.train.lr, 1e-3);
+            assert_eq!(spec.data.pairs, vec!["()", "[]"]);
+
+            jail.set_env("RUNNER_TRAIN__LRR", "1");
+            let err = load_in_jail(jail, "", &[]).unwrap_err();
+            assert_eq!(err.origin, "environment variable RUNNER_TRAIN__LRR");
+            assert!(err.message.contains("did you mean 'train.lr'"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("RUNNER_TRAIN__LR", "-1");
+            let err = load_in_jail(jail, "", &[]).unwrap_err();
+            assert_eq!(err.origin, "environment variable RUNNER_TRAIN__LR");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_key_in_file_is_named_with_a_suggestion() {
         Jail::expect_with(|jail| {
             let err = load_in_jail(jail, "[train]\nlearning_rate = 0.1\n", &[]).unwrap_err();
@@ -343,19 +473,46 @@ mod tests {
             let err = load_in_jail(jail, "", &["train.lrr=1"]).unwrap_err();
             assert!(err.to_string().contains("did you mean 'train.lr'"), "{err}");
             let err = load_in_jail(jail, "", &["train.lr=fast"]).unwrap_err();
-            assert_eq!(err.origin, OVERRIDE_ORIGIN);
+            assert_eq!(err.origin, "command-line override 'train.lr=fast'");
+            // A value that reads but is impossible is blamed on the layer that set it.
+            let err = load_in_jail(jail, "[train]\nlr = 0.1\n", &["train.lr=-1"]).unwrap_err();
+            assert_eq!(err.origin, "command-line override 'train.lr=-1'");
+            assert_eq!(err.key.as_deref(), Some("train.lr"));
+            let err = load_in_jail(jail, "[train]\nlr = -1.0\n", &[]).unwrap_err();
+            assert_eq!(err.origin, "spec.toml");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn durations_are_checked_when_read_and_named() {
+        Jail::expect_with(|jail| {
+            for (text, key) in [
+                ("[train]\nbudget = \"soon\"\n", "train.budget"),
+                ("[train]\nbudget = \"0s\"\n", "train.budget"),
+                ("[train]\ndecay_over = \"soon\"\n", "train.decay_over"),
+                ("[train]\neval_every = \"soon\"\n", "train.eval_every"),
+            ] {
+                let err = load_in_jail(jail, text, &[]).unwrap_err();
+                assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
+            }
+            let spec = load_in_jail(jail, "[train]\nbudget = \"90s\"\n", &["train.decay_over="])
+                .expect("valid");
+            assert_eq!(spec.budget().as_secs(), 90);
+            assert_eq!(spec.train.decay_over, None);
             Ok(())
         });
     }
 
     #[test]
     fn override_values_are_read_as_toml_or_bare_strings() {
-        let (_, v) = parse_override("train.budget=\"10min\"").unwrap();
-        assert_eq!(v, toml::Value::String("10min".into()));
-        let (_, v) = parse_override("model.arch=lstm").unwrap();
-        assert_eq!(v, toml::Value::String("lstm".into()));
-        let (_, v) = parse_override("train.max_steps=300").unwrap();
-        assert_eq!(v, toml::Value::Integer(300));
+        let value = |raw: &str| parse_override(raw).unwrap().value;
+        assert_eq!(
+            value("train.budget=\"10min\""),
+            toml::Value::String("10min".into())
+        );
+        assert_eq!(value("model.arch=lstm"), toml::Value::String("lstm".into()));
+        assert_eq!(value("train.max_steps=300"), toml::Value::Integer(300));
     }
 
     #[test]

@@ -2,42 +2,22 @@
 //! spec file < `RUNNER_` environment < `key.path=value` overrides) and validation.
 //!
 //! This module never touches burn or the file system beyond reading the spec file: every
-//! mistake is reported here, before any work starts, as a [`SpecError`] naming the source
+//! mistake is reported here, before any work starts, as a [`UserError`] naming the source
 //! and the key.
 
 mod duration;
 mod load;
 mod validate;
 
-pub use duration::parse_duration;
+pub use duration::{parse_duration, HumanDuration};
 pub use load::{
-    describe_configs, known_keys, load, parse_override, resolve_path, with_overrides, Resolved,
+    describe_configs, known_keys, load, load_resolved, parse_override, resolve_path,
+    spec_variables, with_overrides, Resolved,
 };
 pub use validate::validate;
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// A user-facing problem with a spec: where it came from, which key, and what is allowed.
-#[derive(Debug, thiserror::Error, PartialEq)]
-#[error("{origin}: {}{message}", key.as_ref().map(|k| format!("key '{k}': ")).unwrap_or_default())]
-pub struct SpecError {
-    /// The spec file's path, or the override or environment variable at fault.
-    pub origin: String,
-    /// Dotted key path, e.g. `train.lr`.
-    pub key: Option<String>,
-    pub message: String,
-}
-
-impl SpecError {
-    pub fn new(origin: impl Into<String>, key: Option<&str>, message: impl Into<String>) -> Self {
-        Self {
-            origin: origin.into(),
-            key: key.map(str::to_string),
-            message: message.into(),
-        }
-    }
-}
 
 /// The whole resolved experiment: one section per concern.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -110,22 +90,30 @@ impl Default for DataSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+/// The architectures: the one table of their names (spec, CLI and files alike).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     Gru,
     Lstm,
     /// Encoder-decoder Transformer.
     #[serde(alias = "transformer")]
+    #[value(alias = "transformer")]
     Tra,
     /// Decoder-only causal Transformer.
     Gpt,
     /// Bidirectional encoder trained as a masked language model.
     #[serde(alias = "bert")]
+    #[value(alias = "bert")]
     Ber,
 }
 
 impl Arch {
+    /// Every architecture, in the order tables list them.
+    pub fn all() -> &'static [Arch] {
+        <Arch as clap::ValueEnum>::value_variants()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Arch::Gru => "gru",
@@ -138,6 +126,23 @@ impl Arch {
 
     pub fn is_recurrent(self) -> bool {
         matches!(self, Arch::Gru | Arch::Lstm)
+    }
+
+    /// The `model.*` keys that shape this architecture's parameters (besides the
+    /// vocabulary and, for learned positions, the positional table).
+    pub fn size_keys(self) -> &'static [&'static str] {
+        match self {
+            Arch::Gru | Arch::Lstm => &["d_embed", "d_hidden", "n_layers"],
+            Arch::Tra => &[
+                "d_model",
+                "n_heads",
+                "d_ff",
+                "n_enc_layers",
+                "n_dec_layers",
+                "pos_encoding",
+            ],
+            Arch::Gpt | Arch::Ber => &["d_model", "n_heads", "d_ff", "n_layers", "pos_encoding"],
+        }
     }
 }
 
@@ -225,11 +230,37 @@ impl Default for ModelSpec {
 }
 
 /// How often to evaluate: a step count (reproducible) or a wall-clock interval.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum EvalEvery {
     Steps(u64),
-    Time(String),
+    Time(HumanDuration),
+}
+
+impl<'de> Deserialize<'de> for EvalEvery {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = EvalEvery;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a step count (e.g. 200) or a duration string (e.g. \"10s\")")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<EvalEvery, E> {
+                Ok(EvalEvery::Steps(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<EvalEvery, E> {
+                u64::try_from(n)
+                    .map(EvalEvery::Steps)
+                    .map_err(|_| E::custom(format!("{n} steps: must be at least 1 step")))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<EvalEvery, E> {
+                HumanDuration::parse(text)
+                    .map(EvalEvery::Time)
+                    .map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -244,7 +275,7 @@ pub enum LrDecay {
 #[serde(deny_unknown_fields, default)]
 pub struct TrainSpec {
     /// Wall-clock bound on training, e.g. "90s", "10min", "1h30min", "2days".
-    pub budget: String,
+    pub budget: HumanDuration,
     /// 0 = no step limit. When set, the schedule runs over steps, which makes runs
     /// reproducible; otherwise it runs over the budget's wall time.
     pub max_steps: u64,
@@ -260,7 +291,8 @@ pub struct TrainSpec {
     pub min_lr_ratio: f64,
     /// Wall time over which the rate decays to its floor, e.g. "30s"; after it the rate
     /// stays at the floor. Empty: the whole budget. (With `max_steps`, decay runs over steps.)
-    pub decay_over: String,
+    #[serde(with = "duration::optional")]
+    pub decay_over: Option<HumanDuration>,
     pub eval_every: EvalEvery,
     /// Stop after this many evaluations without a better val_exact; 0 = never.
     pub patience: u32,
@@ -270,10 +302,15 @@ pub struct TrainSpec {
     pub loss_on: LossOn,
 }
 
+/// A duration written in this file's defaults.
+fn duration(text: &str) -> HumanDuration {
+    HumanDuration::parse(text).expect("the built-in defaults are valid durations")
+}
+
 impl Default for TrainSpec {
     fn default() -> Self {
         Self {
-            budget: "1min".into(),
+            budget: duration("1min"),
             max_steps: 0,
             batch_size: 64,
             lr: 3e-3,
@@ -282,8 +319,8 @@ impl Default for TrainSpec {
             warmup_steps: 50,
             lr_decay: LrDecay::Cosine,
             min_lr_ratio: 0.1,
-            decay_over: String::new(),
-            eval_every: EvalEvery::Time("5s".into()),
+            decay_over: None,
+            eval_every: EvalEvery::Time(duration("5s")),
             patience: 0,
             target_exact: 1.0,
             loss_on: LossOn::Answer,
@@ -353,10 +390,10 @@ impl Objective {
     }
 
     /// The objective a study database names (studies record `name()`).
-    pub fn from_name(name: &str) -> Option<Self> {
-        [Self::ValExact, Self::ValLoss, Self::TimeToTarget]
-            .into_iter()
-            .find(|o| o.name() == name)
+    pub fn from_name(name: &str) -> Result<Self, String> {
+        toml::Value::String(name.into()).try_into().map_err(|_| {
+            format!("unknown objective '{name}'; allowed: val_exact, val_loss, time_to_target")
+        })
     }
 }
 
@@ -423,9 +460,9 @@ impl SweepSpec {
 }
 
 impl Spec {
-    /// Parsed training budget. Valid after [`validate`].
+    /// The training budget.
     pub fn budget(&self) -> Duration {
-        parse_duration(&self.train.budget).unwrap_or(Duration::MAX)
+        self.train.budget.get()
     }
 
     /// Longest answer the decoder may write, `,` included.

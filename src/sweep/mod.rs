@@ -12,8 +12,9 @@ pub mod storage;
 
 pub use report::{best_path, show, study_report};
 
+use crate::error::UserError;
 use crate::run::{execute, prepare};
-use crate::spec::{self, Resolved, SamplerKind, Spec, SpecError};
+use crate::spec::{self, Resolved, SamplerKind, Spec};
 use crate::train::{MetricsRow, Observer};
 use anyhow::{Context, Result};
 use burn::prelude::Device;
@@ -55,7 +56,7 @@ impl Study {
     }
 
     fn db(&self) -> Result<Sqlite> {
-        Sqlite::open(&self.dir.join("study.db"))
+        Sqlite::open(&storage::db_path(&self.dir))
     }
 }
 
@@ -71,10 +72,10 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
     let stored = db.open_study(
         &study.spec().experiment.name,
         &study.space.fingerprint(),
-        study.spec().sweep.objective.name(),
+        study.spec().sweep.objective,
     )?;
     if stored != study.space.fingerprint() && !study.args.allow_space_change {
-        return Err(SpecError::new(
+        return Err(UserError::new(
             study.resolved.path.display().to_string(),
             Some("sweep.space"),
             format!(
@@ -85,6 +86,7 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
         )
         .into());
     }
+    check_trial_dirs(&study.dir, &db.trials()?)?;
     if study.args.worker {
         crate::logging::set_training_bar(false);
         return work(&study, &db);
@@ -114,6 +116,34 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a study directory whose `trials/` holds runs the database does not know: its
+/// `study.db` was replaced or emptied, and the next trials would overwrite them.
+fn check_trial_dirs(dir: &Path, trials: &[Trial]) -> Result<()> {
+    let known: std::collections::HashSet<String> =
+        trials.iter().map(|t| t.number.to_string()).collect();
+    let trials_dir = dir.join("trials");
+    let mut unknown: Vec<String> = std::fs::read_dir(&trials_dir)
+        .with_context(|| format!("reading '{}'", trials_dir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !known.contains(name))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    Err(UserError::input(
+        trials_dir.display().to_string(),
+        format!(
+            "holds trial directories the study database does not know ({}); its study.db \
+             was replaced or emptied. Nothing was changed: restore study.db, or move the \
+             study directory away to start afresh",
+            unknown.join(", ")
+        ),
+    )
+    .into())
+}
+
 /// Loads the spec and the space, and checks every edge of the space against the base spec
 /// before anything runs.
 fn open(args: SweepArgs) -> Result<Study> {
@@ -124,7 +154,7 @@ fn open(args: SweepArgs) -> Result<Study> {
         let mut overrides = args.overrides.clone();
         overrides.push(format!("{key}={value}"));
         spec::load(&args.spec, &overrides).map_err(|e| {
-            SpecError::new(
+            UserError::new(
                 &origin,
                 Some(&format!("sweep.space.\"{key}\"")),
                 format!("the value {value} does not make a valid spec: {e}"),
@@ -249,7 +279,7 @@ fn run_trial(study: &Study, db: &Sqlite, trial: &Trial) -> Result<()> {
     overrides.push(format!("experiment.seed={}", trial.seed));
     overrides.push(format!("experiment.name=\"{name}\""));
     let root = study.dir.join("trials").join(trial.number.to_string());
-    let heartbeat = Heartbeat::start(&study.dir.join("study.db"), trial.number);
+    let heartbeat = Heartbeat::start(&storage::db_path(&study.dir), trial.number);
     let outcome = attempt(study, db, trial, &overrides, &root, started);
     heartbeat.stop();
     let (state, value, best_step, reason) = outcome;
@@ -290,6 +320,14 @@ fn attempt(
         Ok(r) => r,
         Err(e) => return failed(format!("invalid spec: {e}")),
     };
+    if root.exists() && trial.attempts <= 1 {
+        // A first attempt never has a directory: this one was not made by this study.
+        return failed(format!(
+            "'{}' exists but this study never ran trial {}; it was left as it is",
+            root.display(),
+            trial.number
+        ));
+    }
     if root.exists() {
         if let Err(e) = std::fs::remove_dir_all(root) {
             return failed(format!("cannot clear '{}': {e}", root.display()));
@@ -476,7 +514,7 @@ fn spawn_workers(study: &Study, n: usize) -> Result<Vec<std::process::Child>> {
 
 /// A progress bar over trials, with the best value so far, read from storage.
 fn spawn_monitor(study: &Study, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    let path = study.dir.join("study.db");
+    let path = storage::db_path(&study.dir);
     let total = study.total as u64;
     let objective = study.spec().sweep.objective;
     std::thread::spawn(move || {
@@ -486,7 +524,9 @@ fn spawn_monitor(study: &Study, done: Arc<AtomicBool>) -> std::thread::JoinHandl
                 .expect("the template is valid"),
         );
         crate::logging::attach_bar(Some(bar.clone()));
-        let Ok(db) = Sqlite::open(&path) else { return };
+        let Ok(db) = Sqlite::open_read_only(&path) else {
+            return;
+        };
         while !done.load(Ordering::Relaxed) {
             if let Ok(trials) = db.trials() {
                 let ended = trials

@@ -2,8 +2,9 @@
 
 use super::storage::{Sqlite, Storage, Trial, TrialState};
 use crate::artifacts::write_atomic;
+use crate::error::UserError;
 use crate::spec::Objective;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -103,19 +104,24 @@ pub fn best_path(dir: &Path) -> PathBuf {
     dir.join("best_trial.toml")
 }
 
+/// The study in `dir`, read-only: looking at a study never changes it.
 fn open_existing(dir: &Path) -> Result<Sqlite> {
-    let path = dir.join("study.db");
+    let path = super::storage::db_path(dir);
     if !path.is_file() {
-        bail!("'{}' holds no study (no study.db)", dir.display());
+        return Err(UserError::input(
+            dir.display().to_string(),
+            "holds no study (no study.db); `runner sweep SPEC` creates one",
+        )
+        .into());
     }
-    Sqlite::open(&path)
+    Sqlite::open_read_only(&path)
 }
 
 /// `runner study show`: best trial, the top ten, counts by state, and every failure.
 pub fn show(dir: &Path) -> Result<String> {
     let db = open_existing(dir)?;
     let trials = db.trials()?;
-    let objective = Objective::from_name(&db.objective()?).unwrap_or(Objective::ValExact);
+    let objective = db.objective()?;
     let mut out = format!("study {}: {}\n", dir.display(), state_counts(&trials));
     match best(&trials, objective) {
         Some(b) => {
@@ -259,7 +265,7 @@ pub fn study_report(dir: &Path) -> Result<PathBuf> {
     use crate::compare::plot;
     let db = open_existing(dir)?;
     let trials = db.trials()?;
-    let objective = Objective::from_name(&db.objective()?).unwrap_or(Objective::ValExact);
+    let objective = db.objective()?;
     let complete: Vec<&Trial> = trials
         .iter()
         .filter(|t| t.state == TrialState::Complete && t.value.is_some_and(f64::is_finite))

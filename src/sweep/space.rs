@@ -1,7 +1,8 @@
 //! The search space: `[sweep.space]` entries checked against the base spec, sampled at
 //! random, enumerated as a grid, and turned back into `key=value` overrides.
 
-use crate::spec::{ParamSpec, SpecError, SweepSpec};
+use crate::error::UserError;
+use crate::spec::{ParamSpec, SweepSpec};
 use rand::Rng;
 use std::collections::BTreeMap;
 
@@ -35,12 +36,12 @@ const RESERVED: [&str; 3] = ["experiment.name", "experiment.out_dir", "experimen
 
 impl Space {
     /// Reads `[sweep.space]`; each key must be a spec key and each range well formed.
-    pub fn from_spec(sweep: &SweepSpec, origin: &str) -> Result<Self, SpecError> {
+    pub fn from_spec(sweep: &SweepSpec, origin: &str) -> Result<Self, UserError> {
         let known = crate::spec::known_keys();
         let mut params = Vec::new();
         for (key, spec) in &sweep.space {
             let full = format!("sweep.space.\"{key}\"");
-            let fail = |message: String| SpecError::new(origin, Some(&full), message);
+            let fail = |message: String| UserError::new(origin, Some(&full), message);
             if !known.iter().any(|k| k == key) || key.starts_with("sweep.") {
                 return Err(fail(format!(
                     "'{key}' is not a spec key that a trial can set"
@@ -52,7 +53,7 @@ impl Space {
             params.push((key.clone(), parse_param(spec).map_err(fail)?));
         }
         if params.is_empty() {
-            return Err(SpecError::new(
+            return Err(UserError::new(
                 origin,
                 Some("sweep.space"),
                 "is empty: add entries such as \"train.lr\" = { float = [1e-4, 1e-2], log = true }",
@@ -263,7 +264,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    fn space(entries: &[(&str, ParamSpec)]) -> Result<Space, SpecError> {
+    fn space(entries: &[(&str, ParamSpec)]) -> Result<Space, UserError> {
         let mut sweep = SweepSpec::default();
         for (k, p) in entries {
             sweep.space.insert(k.to_string(), p.clone());

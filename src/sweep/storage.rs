@@ -4,8 +4,10 @@
 //! `BEGIN IMMEDIATE` transaction so no two workers get the same trial number or grid point.
 
 use super::space::Params;
+use crate::error::UserError;
+use crate::spec::Objective;
 use anyhow::{bail, Context, Result};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -95,9 +97,9 @@ impl Worker {
 /// every trial so far, so the proposal and the insert are one atomic step.
 pub trait Storage {
     /// Creates the study, or returns the fingerprint stored when it was created.
-    fn open_study(&self, name: &str, fingerprint: &str, objective: &str) -> Result<String>;
-    /// The objective the study was created with (`val_exact`, `val_loss`).
-    fn objective(&self) -> Result<String>;
+    fn open_study(&self, name: &str, fingerprint: &str, objective: Objective) -> Result<String>;
+    /// The objective the study was created with.
+    fn objective(&self) -> Result<Objective>;
     /// Takes over a stale or interrupted trial, or inserts a new one while fewer than
     /// `total` exist; None when the study has all its trials.
     fn claim(
@@ -114,6 +116,11 @@ pub trait Storage {
     fn intermediates(&self) -> Result<HashMap<u64, Vec<f64>>>;
 }
 
+/// The study database in a study directory.
+pub fn db_path(study_dir: &Path) -> std::path::PathBuf {
+    study_dir.join("study.db")
+}
+
 /// A running trial with no heartbeat for this long is taken to be dead (other hosts, or
 /// where the process cannot be checked).
 pub const STALE_AFTER: Duration = Duration::from_secs(90);
@@ -123,24 +130,82 @@ pub struct Sqlite {
 }
 
 impl Sqlite {
+    /// For a sweep: opens the study database at `path`, creating it (and its tables) if the
+    /// file is new or empty. A file that holds other tables is refused, never written.
     pub fn open(path: &Path) -> Result<Self> {
-        let damaged = || format!("'{}' is damaged or not a study database", path.display());
-        let conn = Connection::open(path).with_context(damaged)?;
+        let damaged = |e| damaged(path, e);
+        let conn = Connection::open(path).map_err(damaged)?;
         conn.busy_timeout(Duration::from_secs(60))
-            .with_context(damaged)?;
-        set_wal(&conn).with_context(damaged)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .with_context(damaged)?;
-        conn.execute_batch(SCHEMA).with_context(damaged)?;
-        // A truncated file can still open; a quick check reads every page once.
-        let check: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .with_context(damaged)?;
-        if check != "ok" {
-            bail!("{}: {check}", damaged());
+            .map_err(damaged)?;
+        let tables = table_names(&conn).map_err(damaged)?;
+        if !tables.is_empty() && !tables.iter().any(|t| t == "study") {
+            return Err(not_a_study(path, &tables).into());
         }
+        set_wal(&conn).map_err(damaged)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(damaged)?;
+        conn.execute_batch(SCHEMA).map_err(damaged)?;
+        quick_check(&conn, path)?;
         Ok(Self { conn })
     }
+
+    /// For `study show`, `report` and `best`: opens an existing study without writing to it.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        let damaged = |e| damaged(path, e);
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(damaged)?;
+        conn.busy_timeout(Duration::from_secs(60))
+            .map_err(damaged)?;
+        let tables = table_names(&conn).map_err(damaged)?;
+        if !["study", "trials", "intermediate"]
+            .iter()
+            .all(|t| tables.iter().any(|have| have == t))
+        {
+            return Err(not_a_study(path, &tables).into());
+        }
+        quick_check(&conn, path)?;
+        Ok(Self { conn })
+    }
+}
+
+/// A study database SQLite cannot read: the user's file, named, with SQLite's reason.
+fn damaged(path: &Path, e: rusqlite::Error) -> UserError {
+    UserError::input(
+        path.display().to_string(),
+        format!("damaged or not a study database ({e})"),
+    )
+}
+
+fn table_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
+    let names = stmt.query_map([], |r| r.get(0))?;
+    names.collect()
+}
+
+fn not_a_study(path: &Path, tables: &[String]) -> UserError {
+    let found = if tables.is_empty() {
+        "it is empty".to_string()
+    } else {
+        format!("it holds the tables {}", tables.join(", "))
+    };
+    UserError::input(
+        path.display().to_string(),
+        format!("not a study database ({found}); it was left as it is"),
+    )
+}
+
+/// A truncated file can still open; a quick check reads every page once.
+fn quick_check(conn: &Connection, path: &Path) -> Result<()> {
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| damaged(path, e))?;
+    if check != "ok" {
+        return Err(
+            UserError::input(path.display().to_string(), format!("damaged: {check}")).into(),
+        );
+    }
+    Ok(())
 }
 
 /// Switches to WAL. The switch needs the database to itself and does not always wait on the
@@ -216,37 +281,32 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-fn row_to_trial(row: &rusqlite::Row) -> rusqlite::Result<(Trial, String)> {
-    let params_json: String = row.get("params")?;
+/// A trial from its row; the state and parameters are checked as they are read.
+fn row_to_trial(row: &rusqlite::Row) -> Result<Trial> {
+    let number = row.get::<_, i64>("number")? as u64;
     let state: String = row.get("state")?;
-    Ok((
-        Trial {
-            number: row.get::<_, i64>("number")? as u64,
-            state: TrialState::Running,
-            params: Params::new(),
-            seed: row.get::<_, i64>("seed")? as u64,
-            value: row.get("value")?,
-            best_step: row.get::<_, Option<i64>>("best_step")?.map(|s| s as u64),
-            reason: row.get("reason")?,
-            wall_s: row.get("wall_s")?,
-            grid_index: row.get::<_, Option<i64>>("grid_index")?.map(|g| g as u64),
-            attempts: row.get::<_, i64>("attempts")? as u32,
-        },
-        format!("{state}\u{0}{params_json}"),
-    ))
+    let params: String = row.get("params")?;
+    Ok(Trial {
+        number,
+        state: TrialState::parse(&state)?,
+        params: serde_json::from_str(&params)
+            .with_context(|| format!("trial {number}: unreadable parameters"))?,
+        seed: row.get::<_, i64>("seed")? as u64,
+        value: row.get("value")?,
+        best_step: row.get::<_, Option<i64>>("best_step")?.map(|s| s as u64),
+        reason: row.get("reason")?,
+        wall_s: row.get("wall_s")?,
+        grid_index: row.get::<_, Option<i64>>("grid_index")?.map(|g| g as u64),
+        attempts: row.get::<_, i64>("attempts")? as u32,
+    })
 }
 
 fn load_trials(conn: &Connection) -> Result<Vec<Trial>> {
     let mut stmt = conn.prepare("SELECT * FROM trials ORDER BY number")?;
-    let rows = stmt.query_map([], row_to_trial)?;
+    let mut rows = stmt.query([])?;
     let mut trials = Vec::new();
-    for row in rows {
-        let (mut trial, packed) = row?;
-        let (state, params) = packed.split_once('\u{0}').unwrap_or(("", "{}"));
-        trial.state = TrialState::parse(state)?;
-        trial.params = serde_json::from_str(params)
-            .with_context(|| format!("trial {}: unreadable parameters", trial.number))?;
-        trials.push(trial);
+    while let Some(row) = rows.next()? {
+        trials.push(row_to_trial(row)?);
     }
     Ok(trials)
 }
@@ -285,10 +345,10 @@ fn stale_trial(conn: &Connection, me: &Worker) -> Result<Option<u64>> {
 }
 
 impl Storage for Sqlite {
-    fn open_study(&self, name: &str, fingerprint: &str, objective: &str) -> Result<String> {
+    fn open_study(&self, name: &str, fingerprint: &str, objective: Objective) -> Result<String> {
         self.conn.execute(
             "INSERT OR IGNORE INTO study (id, name, fingerprint, objective, created) VALUES (1, ?1, ?2, ?3, ?4)",
-            params![name, fingerprint, objective, now()],
+            params![name, fingerprint, objective.name(), now()],
         )?;
         Ok(self
             .conn
@@ -350,10 +410,11 @@ impl Storage for Sqlite {
         Ok(trial)
     }
 
-    fn objective(&self) -> Result<String> {
-        Ok(self
-            .conn
-            .query_row("SELECT objective FROM study WHERE id = 1", [], |r| r.get(0))?)
+    fn objective(&self) -> Result<Objective> {
+        let name: String =
+            self.conn
+                .query_row("SELECT objective FROM study WHERE id = 1", [], |r| r.get(0))?;
+        Objective::from_name(&name).map_err(|e| anyhow::anyhow!("the study database: {e}"))
     }
 
     fn heartbeat(&self, number: u64) -> Result<()> {
@@ -426,11 +487,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Sqlite::open(&dir.path().join("study.db")).unwrap();
         assert_eq!(
-            db.open_study("s", "space-a", "val_exact").unwrap(),
+            db.open_study("s", "space-a", Objective::ValExact).unwrap(),
             "space-a"
         );
         assert_eq!(
-            db.open_study("s", "space-b", "val_exact").unwrap(),
+            db.open_study("s", "space-b", Objective::ValExact).unwrap(),
             "space-a",
             "kept from creation"
         );
@@ -461,7 +522,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("study.db");
         let db = Sqlite::open(&path).unwrap();
-        db.open_study("s", "x", "val_exact").unwrap();
+        db.open_study("s", "x", Objective::ValExact).unwrap();
         let dead = Worker {
             host: Worker::this_process().host,
             pid: u32::MAX - 1,
@@ -489,7 +550,7 @@ mod tests {
                     let path = path.clone();
                     std::thread::spawn(move || {
                         Sqlite::open(&path)
-                            .and_then(|db| db.open_study("s", "x", "val_exact"))
+                            .and_then(|db| db.open_study("s", "x", Objective::ValExact))
                             .map(|_| ())
                     })
                 })
@@ -506,7 +567,7 @@ mod tests {
         let path = dir.path().join("study.db");
         Sqlite::open(&path)
             .unwrap()
-            .open_study("s", "x", "val_exact")
+            .open_study("s", "x", Objective::ValExact)
             .unwrap();
         let handles: Vec<_> = (0..4)
             .map(|_| {

@@ -2,13 +2,15 @@
 //! optimiser state, the training position and the resolved spec, so that the model can be
 //! rebuilt from the directory alone.
 //!
-//! A checkpoint is written whole into `<which>.new/`, then swapped in by two renames
-//! (`<which>` -> `<which>.old`, `<which>.new` -> `<which>`). An interruption between them
-//! leaves `<which>.old` (or a complete `<which>.new`), which [`find`] falls back to.
+//! A checkpoint is written whole into `<slot>.new/`, then swapped in by two renames
+//! (`<slot>` -> `<slot>.old`, `<slot>.new` -> `<slot>`). An interruption between them
+//! leaves `<slot>.old` (or a complete `<slot>.new`), which [`find`] falls back to.
 
+pub use crate::artifacts::Slot;
+use crate::error::UserError;
 use crate::model::Model;
 use crate::spec::Spec;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::Device;
@@ -27,22 +29,21 @@ pub struct TrainState {
     pub epoch: u64,
     pub samples: u64,
     pub elapsed_s: f64,
-    pub val_exact: f64,
+    /// None when the checkpoint was not taken at an evaluation (a diverged run's last state).
+    pub val_exact: Option<f64>,
     /// Everything needed to continue the run exactly from here.
     pub position: super::Position,
 }
 
 pub fn save(
     checkpoints: &Path,
-    which: &str,
+    slot: Slot,
     model: &Model,
     optim: &ModuleOptimizer,
     state: &TrainState,
     spec: &Spec,
 ) -> Result<()> {
-    let target = checkpoints.join(which);
-    let fresh = checkpoints.join(format!("{which}.new"));
-    let old = checkpoints.join(format!("{which}.old"));
+    let [target, old, fresh] = candidates(slot).map(|name| checkpoints.join(name));
     if fresh.exists() {
         std::fs::remove_dir_all(&fresh)
             .with_context(|| format!("clearing '{}'", fresh.display()))?;
@@ -75,29 +76,33 @@ pub fn save(
     Ok(())
 }
 
-/// `which`, then what an interrupted swap may have left of it, in the order to try them.
-fn candidates(which: &str) -> [String; 3] {
+/// `slot`, then what an interrupted swap may have left of it, in the order to try them.
+fn candidates(slot: Slot) -> [String; 3] {
+    let name = slot.as_str();
     [
-        which.to_string(),
-        format!("{which}.old"),
-        format!("{which}.new"),
+        name.to_string(),
+        format!("{name}.old"),
+        format!("{name}.new"),
     ]
 }
 
-/// The complete checkpoint directory for `which`, falling back to what an interrupted swap
+/// The complete checkpoint directory for `slot`, falling back to what an interrupted swap
 /// left behind.
-pub fn find(checkpoints: &Path, which: &str) -> Result<PathBuf> {
-    for candidate in candidates(which) {
+pub fn find(checkpoints: &Path, slot: Slot) -> Result<PathBuf> {
+    for candidate in candidates(slot) {
         let dir = checkpoints.join(candidate);
         if dir.join(STATE_FILE).is_file() {
             return Ok(dir);
         }
     }
-    bail!(
-        "no complete '{which}' checkpoint in '{}' (a run that ended before its first \
-         evaluation has none)",
-        checkpoints.display()
+    Err(UserError::input(
+        checkpoints.display().to_string(),
+        format!(
+            "no complete '{}' checkpoint (a run that ended before its first evaluation has none)",
+            slot.as_str()
+        ),
     )
+    .into())
 }
 
 /// A model rebuilt from a checkpoint directory, with its spec and position.
@@ -111,10 +116,8 @@ pub struct Loaded {
 /// Loads a checkpoint with the model its own `spec.toml` describes.
 pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
     let spec_path = dir.join(SPEC_FILE);
-    let text = std::fs::read_to_string(&spec_path)
-        .with_context(|| format!("reading '{}'", spec_path.display()))?;
-    let spec: Spec = toml::from_str(&text)
-        .with_context(|| format!("'{}' is not a valid spec", spec_path.display()))?;
+    let spec: Spec = toml::from_str(&read(&spec_path)?)
+        .map_err(|e| damaged(&spec_path, format!("is not a valid spec: {e}")))?;
     load_into(dir, &spec, device).map(|mut l| {
         l.spec = spec;
         l
@@ -124,20 +127,16 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
 /// Loads a checkpoint's weights into the model `spec` describes (they must fit).
 pub fn load_into(dir: &Path, spec: &Spec, device: &Device) -> Result<Loaded> {
     let state_path = dir.join(STATE_FILE);
-    let state: TrainState = serde_json::from_str(
-        &std::fs::read_to_string(&state_path)
-            .with_context(|| format!("reading '{}'", state_path.display()))?,
-    )
-    .with_context(|| format!("'{}' is corrupt", state_path.display()))?;
+    let state: TrainState = serde_json::from_str(&read(&state_path)?)
+        .map_err(|e| damaged(&state_path, format!("is corrupt: {e}")))?;
     let vocab = crate::data::dataset::vocab(spec);
     let model_path = dir.join(MODEL_FILE);
     let model = Model::init(spec, vocab.size(), device)
         .try_load_file(&model_path)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| {
-            format!(
-                "'{}' is missing, corrupt or from another model",
-                model_path.display()
+        .map_err(|e| {
+            damaged(
+                &model_path,
+                format!("is missing, corrupt or from another model: {e}"),
             )
         })?;
     Ok(Loaded {
@@ -148,40 +147,55 @@ pub fn load_into(dir: &Path, spec: &Spec, device: &Device) -> Result<Loaded> {
     })
 }
 
-/// The newest checkpoint that loads: `last` (or what an interrupted swap left of it), else
-/// `best`. Returns which one.
+fn read(path: &Path) -> Result<String, UserError> {
+    std::fs::read_to_string(path).map_err(|e| damaged(path, format!("cannot be read: {e}")))
+}
+
+/// A checkpoint file the user's run directory holds but that cannot be used.
+fn damaged(path: &Path, message: String) -> UserError {
+    UserError::input(path.display().to_string(), message)
+}
+
+/// A checkpoint to continue training from: the model and the optimiser state.
+pub struct Resumable {
+    pub loaded: Loaded,
+    pub optim: ModuleOptimizer,
+}
+
+/// The newest checkpoint whose model and optimiser state both load: `last` (or what an
+/// interrupted swap left of it), else `best`. None when the run has no checkpoint at all
+/// (it ended before its first evaluation); an error when every one is damaged.
 pub fn load_resumable(
     checkpoints: &Path,
     spec: &Spec,
     device: &Device,
-) -> Result<(Loaded, String)> {
+) -> Result<Option<Resumable>> {
     let mut problems = Vec::new();
-    for which in ["last", "best"] {
-        for candidate in candidates(which) {
+    for slot in [Slot::Last, Slot::Best] {
+        for candidate in candidates(slot) {
             let dir = checkpoints.join(&candidate);
             if !dir.is_dir() {
                 continue;
             }
-            let loaded = load_into(&dir, spec, device).and_then(|l| {
-                if dir.join(OPTIM_FILE).is_file() {
-                    Ok(l)
-                } else {
-                    bail!("'{}' is missing", dir.join(OPTIM_FILE).display())
-                }
+            let resumable = load_into(&dir, spec, device).and_then(|loaded| {
+                let optim_path = dir.join(OPTIM_FILE);
+                let optim = super::optimiser(spec)
+                    .load(&optim_path)
+                    .map_err(|e| damaged(&optim_path, format!("is missing or corrupt: {e}")))?;
+                Ok(Resumable { loaded, optim })
             });
-            match loaded {
-                Ok(l) => return Ok((l, candidate)),
+            match resumable {
+                Ok(r) => return Ok(Some(r)),
                 Err(e) => problems.push(format!("{e:#}")),
             }
         }
     }
-    bail!(
-        "no checkpoint in '{}' can be resumed from{}",
-        checkpoints.display(),
-        if problems.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", problems.join("; "))
-        }
+    if problems.is_empty() {
+        return Ok(None);
+    }
+    Err(UserError::input(
+        checkpoints.display().to_string(),
+        format!("no checkpoint can be resumed from: {}", problems.join("; ")),
     )
+    .into())
 }

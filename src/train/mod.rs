@@ -14,14 +14,14 @@ use crate::data::dataset::Splits;
 use crate::data::Vocab;
 use crate::eval::{teacher_forced, ValMetrics};
 use crate::model::Model;
-use crate::spec::{parse_duration, EvalEvery, Spec};
-use anyhow::{Context, Result};
+use crate::spec::{EvalEvery, Spec};
+use anyhow::Result;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use checkpoint::TrainState;
+use checkpoint::{Slot, TrainState};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -59,6 +59,45 @@ pub enum Status {
     Pruned,
 }
 
+/// Why a run stopped; each reason implies its [`Status`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Budget,
+    MaxSteps,
+    Target,
+    Patience,
+    Diverged,
+    Interrupted,
+    Pruned,
+}
+
+impl StopReason {
+    pub fn status(self) -> Status {
+        match self {
+            StopReason::Budget => Status::BudgetReached,
+            StopReason::MaxSteps | StopReason::Patience => Status::Completed,
+            StopReason::Target => Status::TargetReached,
+            StopReason::Diverged => Status::Diverged,
+            StopReason::Interrupted => Status::Interrupted,
+            StopReason::Pruned => Status::Pruned,
+        }
+    }
+
+    /// The word written in `summary.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Budget => "budget",
+            StopReason::MaxSteps => "max_steps",
+            StopReason::Target => "target",
+            StopReason::Patience => "patience",
+            StopReason::Diverged => "diverged",
+            StopReason::Interrupted => "interrupted",
+            StopReason::Pruned => "pruned",
+        }
+    }
+}
+
 impl Status {
     /// The word written in `summary.json`.
     pub fn as_str(self) -> &'static str {
@@ -75,9 +114,7 @@ impl Status {
 
 /// What the loop did, for the summary.
 pub struct FitReport {
-    pub status: Status,
-    /// Why it stopped, in a word: budget, max_steps, target, patience, diverged, interrupted.
-    pub stop_reason: String,
+    pub stop_reason: StopReason,
     pub rows: Vec<MetricsRow>,
     pub best: Option<MetricsRow>,
     /// The best model by val_exact (then val_loss), without autodiff.
@@ -129,7 +166,7 @@ impl Position {
 pub struct ResumeFrom {
     /// On the training (autodiff) device.
     pub model: Model,
-    pub optim_file: std::path::PathBuf,
+    pub optim: ModuleOptimizer,
     pub position: Position,
     pub rows: Vec<MetricsRow>,
 }
@@ -164,8 +201,11 @@ pub fn fit(input: FitInput, observer: &mut dyn Observer) -> Result<FitReport> {
         observer,
         offset_s: 0.0,
         total_s: input.budget.as_secs_f64(),
-        decay_s: crate::spec::parse_duration(&input.spec.train.decay_over)
-            .ok()
+        decay_s: input
+            .spec
+            .train
+            .decay_over
+            .as_ref()
             .map(|d| d.as_secs_f64()),
         input,
     };
@@ -205,7 +245,7 @@ struct Loop<'a> {
 /// Stop decision after a step or an evaluation.
 enum Stop {
     No,
-    Yes(Status, &'static str),
+    Yes(StopReason),
 }
 
 /// Seed of the device's generator (dropout) at a step: a function of the run seed and the
@@ -223,12 +263,7 @@ impl Loop<'_> {
         let mut optim = optimiser(spec);
         let (mut model, mut pos) = match self.input.resume.take() {
             Some(r) => {
-                optim = optim
-                    .load(&r.optim_file)
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-                    .with_context(|| {
-                        format!("'{}' is missing or corrupt", r.optim_file.display())
-                    })?;
+                optim = r.optim;
                 self.restore_rows(r.rows);
                 (r.model, r.position)
             }
@@ -261,7 +296,7 @@ impl Loop<'_> {
             epoch_batches(&lengths, t.batch_size, &mut order_rng)
         };
         let mut last_eval = Instant::now();
-        let (status, reason) = loop {
+        let reason = loop {
             if pos.batch_index >= batches.len() {
                 pos.epoch_rng = order_rng.clone();
                 batches = epoch_batches(&lengths, t.batch_size, &mut order_rng);
@@ -290,7 +325,7 @@ impl Loop<'_> {
                     loss = loss_value,
                     "training loss is not finite or exploded: diverged"
                 );
-                break (Status::Diverged, "diverged");
+                break StopReason::Diverged;
             }
             pos.step += 1;
             pos.batch_index += 1;
@@ -303,11 +338,11 @@ impl Loop<'_> {
             if eval_every.due(pos.step, last_eval) || !matches!(stop, Stop::No) {
                 let after_eval = self.evaluate(&model, &optim, &mut pos, lr)?;
                 last_eval = Instant::now();
-                if let Stop::Yes(status, reason) = stop {
-                    break (status, reason);
+                if let Stop::Yes(reason) = stop {
+                    break reason;
                 }
-                if let Stop::Yes(status, reason) = after_eval {
-                    break (status, reason);
+                if let Stop::Yes(reason) = after_eval {
+                    break reason;
                 }
             }
             if pos.step % 10 == 0 {
@@ -320,12 +355,12 @@ impl Loop<'_> {
         };
         self.bar.finish_and_clear();
         crate::logging::attach_bar(None);
-        if status == Status::Diverged && pos.step > 0 {
+        if reason == StopReason::Diverged && pos.step > 0 {
             // Keep the last finite state for inspection; the best checkpoint is untouched.
-            let state = self.train_state(&pos, f64::NAN);
+            let state = self.train_state(&pos, None);
             checkpoint::save(
                 &self.input.run.checkpoints(),
-                "last",
+                Slot::Last,
                 &model,
                 &optim,
                 &state,
@@ -333,8 +368,7 @@ impl Loop<'_> {
             )?;
         }
         Ok(FitReport {
-            status,
-            stop_reason: reason.to_string(),
+            stop_reason: reason,
             rows: std::mem::take(&mut self.rows),
             best: self.best.clone(),
             best_model: self.best_model.take(),
@@ -381,11 +415,11 @@ impl Loop<'_> {
     fn stop_after_step(&self, step: u64) -> Stop {
         let t = &self.input.spec.train;
         if crate::signals::stop_requested() {
-            Stop::Yes(Status::Interrupted, "interrupted")
+            Stop::Yes(StopReason::Interrupted)
         } else if t.max_steps > 0 && step >= t.max_steps {
-            Stop::Yes(Status::Completed, "max_steps")
+            Stop::Yes(StopReason::MaxSteps)
         } else if Instant::now() >= self.deadline {
-            Stop::Yes(Status::BudgetReached, "budget")
+            Stop::Yes(StopReason::Budget)
         } else {
             Stop::No
         }
@@ -426,7 +460,7 @@ impl Loop<'_> {
         };
         // The checkpoint keeps the loss accumulated so far: a run interrupted here and
         // resumed writes the same next row as one that never stopped.
-        let state = self.train_state(pos, exact);
+        let state = self.train_state(pos, Some(exact));
         (pos.loss_sum, pos.loss_count) = (0.0, 0);
         info!(
             step = row.step,
@@ -454,31 +488,31 @@ impl Loop<'_> {
             state.position.loss_count = 0;
         }
         if improved {
-            checkpoint::save(&checkpoints, "best", model, optim, &state, spec)?;
+            checkpoint::save(&checkpoints, Slot::Best, model, optim, &state, spec)?;
             self.best = Some(row.clone());
             self.best_model = Some(valid);
             self.since_best = 0;
         } else {
             self.since_best += 1;
         }
-        checkpoint::save(&checkpoints, "last", model, optim, &state, spec)?;
+        checkpoint::save(&checkpoints, Slot::Last, model, optim, &state, spec)?;
         let keep_going = self.observer.on_eval(&row);
         self.rows.push(row);
         write_csv(&self.input.run.metrics(), &self.rows)?;
         if !keep_going {
-            return Ok(Stop::Yes(Status::Pruned, "pruned"));
+            return Ok(Stop::Yes(StopReason::Pruned));
         }
         let t = &spec.train;
         if exact >= t.target_exact {
-            return Ok(Stop::Yes(Status::TargetReached, "target"));
+            return Ok(Stop::Yes(StopReason::Target));
         }
         if t.patience > 0 && self.since_best >= t.patience {
-            return Ok(Stop::Yes(Status::Completed, "patience"));
+            return Ok(Stop::Yes(StopReason::Patience));
         }
         Ok(Stop::No)
     }
 
-    fn train_state(&self, pos: &Position, val_exact: f64) -> TrainState {
+    fn train_state(&self, pos: &Position, val_exact: Option<f64>) -> TrainState {
         TrainState {
             step: pos.step,
             epoch: pos.epoch,
@@ -572,9 +606,7 @@ impl EvalTrigger {
     fn new(every: &EvalEvery) -> Self {
         match every {
             EvalEvery::Steps(n) => EvalTrigger::Steps(*n),
-            EvalEvery::Time(text) => {
-                EvalTrigger::Every(parse_duration(text).unwrap_or(Duration::from_secs(10)))
-            }
+            EvalEvery::Time(interval) => EvalTrigger::Every(interval.get()),
         }
     }
 
@@ -589,6 +621,22 @@ impl EvalTrigger {
 #[cfg(test)]
 mod tests {
     use super::Status;
+
+    #[test]
+    fn stop_reason_words_match_summary_json() {
+        use super::StopReason::*;
+        for r in [
+            Budget,
+            MaxSteps,
+            Target,
+            Patience,
+            Diverged,
+            Interrupted,
+            Pruned,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
 
     #[test]
     fn status_words_match_summary_json() {

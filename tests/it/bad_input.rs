@@ -151,3 +151,45 @@ fn syntax_errors_and_missing_files() {
         .code(2)
         .stderr(contains("configs/gru_nope.toml"));
 }
+
+#[test]
+fn sizes_this_machine_cannot_hold_are_refused_before_anything_is_written() {
+    rejects(
+        TINY,
+        &["model.d_hidden=100000000"],
+        &["model.d_hidden", "GiB"],
+    );
+    rejects(
+        TINY,
+        &["data.train_samples=10000000000"],
+        &["data.train_samples", "GiB"],
+    );
+    rejects(
+        TINY,
+        &["experiment.threads=100000"],
+        &["command-line override 'experiment.threads=100000'", "cores"],
+    );
+    rejects(
+        TINY,
+        &["train.batch_size=100000000"],
+        &["train.batch_size", "training examples"],
+    );
+    let long = format!("experiment.name={}", "n".repeat(256));
+    rejects(TINY, &[&long], &["experiment.name", "at most 100"]);
+}
+
+#[test]
+fn a_bad_command_line_value_is_blamed_on_the_command_line() {
+    rejects(
+        TINY,
+        &["train.lr=-1"],
+        &["command-line override 'train.lr=-1'", "train.lr"],
+    );
+    let ws = Workspace::new();
+    ws.write("spec.toml", TINY);
+    ws.runner()
+        .args(["run", "spec.toml", "train.lr=-1"])
+        .assert()
+        .code(2)
+        .stderr(contains("spec.toml:").not());
+}

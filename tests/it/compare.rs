@@ -78,7 +78,7 @@ fn eval_suite_writes_per_set_and_breakdown_tables() {
         .success()
         .stdout(contains("in_distribution").and(contains("n/a: every input needs more than")));
     let csv = std::fs::read_to_string(gpt.join("eval_suite.csv")).unwrap();
-    assert!(csv.starts_with("set,breakdown,group,correct,total,exact_match,note"));
+    assert!(csv.starts_with("set,breakdown,group,correct,total,exact,note"));
     assert!(csv.contains("answer length") && csv.contains("nesting depth"));
     assert!(gpt.join("eval_suite.md").is_file());
     ws.runner()

@@ -136,7 +136,7 @@ fn resume_falls_back_to_the_best_checkpoint_when_last_is_damaged() {
             "train.max_steps=24",
         ])
         .assert()
-        .failure(); // resume takes no overrides: clap refuses the extra argument
+        .code(2); // resume takes no overrides: clap refuses the extra argument
     ws.runner()
         .args(["resume", run.to_str().unwrap(), "--budget", "10s"])
         .assert()
@@ -147,7 +147,7 @@ fn resume_falls_back_to_the_best_checkpoint_when_last_is_damaged() {
     ws.runner()
         .args(["resume", run.to_str().unwrap()])
         .assert()
-        .failure()
+        .code(2)
         .stderr(contains("state.json").and(contains("panicked").not()));
 }
 
@@ -175,11 +175,23 @@ fn continued_training_checks_architecture_and_vocabulary() {
         .assert()
         .code(2)
         .stderr(contains("model.init_from").and(contains("pairs")));
+    let runs_before = std::fs::read_dir(ws.path().join("experiments/tiny"))
+        .unwrap()
+        .count();
     ws.runner()
         .args(["run", "tiny.toml", &from, "model.d_hidden=32"])
         .assert()
-        .failure()
-        .stderr(contains("do not fit").and(contains("panicked").not()));
+        .code(2)
+        .stderr(
+            contains("model.d_hidden 16 -> 32")
+                .and(contains("model.init_from"))
+                .and(contains("panicked").not()),
+        );
+    // Refused before the run directory or its dataset was written.
+    let runs_after = std::fs::read_dir(ws.path().join("experiments/tiny"))
+        .unwrap()
+        .count();
+    assert_eq!(runs_before, runs_after);
 }
 
 #[test]
@@ -205,7 +217,7 @@ fn damaged_files_are_named() {
     ws.runner()
         .args(["study", "show", "experiments/s"])
         .assert()
-        .failure()
+        .code(2)
         .stderr(contains("study.db").and(contains("panicked").not()));
 }
 
@@ -217,6 +229,6 @@ fn an_unwritable_output_directory_fails_fast_with_its_path() {
     ws.runner()
         .args(["run", "tiny.toml", "experiment.out_dir=\"blocker/runs\""])
         .assert()
-        .failure()
+        .code(1)
         .stderr(contains("blocker/runs").and(contains("panicked").not()));
 }

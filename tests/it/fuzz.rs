@@ -75,17 +75,20 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, .. ProptestConfig::default() })]
 
-    /// Layer and unit counts as a sweep would try them: whatever validates must run.
+    /// Layer and unit counts as a sweep would try them: every one validates and runs.
+    /// The shapes are drawn valid (heads divide the width, enough positions), so every case
+    /// counts; invalid ones are the validator's unit tests.
     #[test]
     fn every_valid_attention_shape_builds_and_runs(
-        arch in prop::sample::select(vec![Arch::Gpt, Arch::Ber, Arch::Tra, Arch::Gru]),
-        d_model in 1usize..24,
-        n_heads in 1usize..6,
+        arch in prop::sample::select(vec![Arch::Gpt, Arch::Ber, Arch::Tra, Arch::Gru, Arch::Lstm]),
+        n_heads in 1usize..5,
+        head_dim in 1usize..6,
         d_ff in 1usize..16,
         layers in 1usize..3,
         max_len in 2usize..12,
-        max_positions in 0usize..30,
+        extra_positions in prop::option::of(0usize..8),
     ) {
+        let d_model = n_heads * head_dim;
         let mut s = Spec::default();
         s.experiment.name = "fuzz".into();
         s.model.arch = arch;
@@ -97,21 +100,20 @@ proptest! {
         s.model.n_layers = layers;
         s.model.n_enc_layers = layers;
         s.model.n_dec_layers = layers;
-        s.model.max_positions = max_positions;
         s.data.max_len = max_len;
-        if spec::validate(&s).is_ok() {
-            let _turn = crate::common::burn_rng_lock();
-            let device = Device::flex();
-            let vocab = dataset::vocab(&s);
-            let examples = dataset::fresh(&s, &vocab, 4, 1);
-            let refs: Vec<_> = examples.iter().collect();
-            let batch = make_batch(&refs, &vocab, bracket_closer::model::layout(&s, &vocab), &device, None);
-            let model = Model::init(&s, vocab.size(), &device);
-            let logits = model.forward(&batch);
-            prop_assert_eq!(logits.dims()[0], 4);
-            let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt(&vocab)).collect();
-            let decoded = model.generate(&prompts, s.max_answer_len(), &vocab, &device);
-            prop_assert_eq!(decoded.len(), 4);
-        }
+        s.model.max_positions = extra_positions.map_or(0, |extra| s.positions_needed() + extra);
+        prop_assert!(spec::validate(&s).is_ok(), "{:?}", spec::validate(&s));
+        let _turn = crate::common::burn_rng_lock();
+        let device = Device::flex();
+        let vocab = dataset::vocab(&s);
+        let examples = dataset::fresh(&s, &vocab, 4, 1);
+        let refs: Vec<_> = examples.iter().collect();
+        let batch = make_batch(&refs, &vocab, bracket_closer::model::layout(&s, &vocab), &device, None);
+        let model = Model::init(&s, vocab.size(), &device);
+        let logits = model.forward(&batch);
+        prop_assert_eq!(logits.dims()[0], 4);
+        let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt(&vocab)).collect();
+        let decoded = model.generate(&prompts, s.max_answer_len(), &vocab, &device);
+        prop_assert_eq!(decoded.len(), 4);
     }
 }

@@ -10,5 +10,6 @@ mod configs;
 mod faults;
 mod fuzz;
 mod learning;
+mod reliability;
 mod run_dir;
 mod sweep;

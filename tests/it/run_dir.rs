@@ -105,7 +105,7 @@ fn eval_predict_and_ls_use_the_run() {
         .args(["eval", run.to_str().unwrap(), "--data", "small.jsonl"])
         .assert()
         .success()
-        .stdout(contains("exact_match: ").and(contains("/2)")));
+        .stdout(contains("exact: ").and(contains("/2)")));
     let out = ws
         .runner()
         .args(["eval", run.to_str().unwrap(), "--samples", "30", "--json"])
@@ -114,15 +114,25 @@ fn eval_predict_and_ls_use_the_run() {
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(json["total"], 30);
-    assert!(json["exact_match"].is_number() && json["correct"].is_number());
+    assert!(json["exact"].is_number() && json["correct"].is_number());
     assert!(json["by_answer_len"]
         .as_array()
         .is_some_and(|a| !a.is_empty()));
 
-    ws.runner()
+    // The model's closing, or its closing and the note with the right one.
+    let out = ws
+        .runner()
         .args(["predict", run.to_str().unwrap(), "【{("])
-        .assert()
-        .success();
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let written = String::from_utf8_lossy(&out.stdout);
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(written.lines().count(), 1, "{written}");
+    assert!(
+        written.trim() == ")}】" || note.contains("the correct closing is ')}】'"),
+        "stdout {written:?}, stderr {note:?}"
+    );
 
     ws.runner()
         .args(["ls"])
@@ -162,7 +172,7 @@ fn eval_data_errors_name_the_line() {
     ws.runner()
         .args(["eval", run.to_str().unwrap(), "--data", "missing.jsonl"])
         .assert()
-        .failure()
+        .code(2)
         .stderr(contains("missing.jsonl"));
     ws.runner()
         .args(["predict", run.to_str().unwrap(), "(["])
@@ -182,7 +192,7 @@ fn corrupt_checkpoint_is_a_clear_error() {
     ws.runner()
         .args(["predict", run.to_str().unwrap(), "(("])
         .assert()
-        .failure()
+        .code(2)
         .stderr(contains("model.bpk").and(contains("panicked").not()));
 }
 

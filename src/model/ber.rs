@@ -11,14 +11,14 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
 #[derive(Module, Debug)]
-pub struct Bert {
+pub struct Ber {
     embed: TokenEmbedding,
     encoder: TransformerEncoder,
     norm: LayerNorm,
     head: Linear,
 }
 
-impl Bert {
+impl Ber {
     /// The embedding has one more row than the vocabulary: the mask token, id `vocab_size`.
     pub fn init(
         spec: &ModelSpec,
