@@ -1,7 +1,7 @@
 //! One function per subcommand: load and check input, then do the work, then print.
 
 use crate::artifacts::{create_run_dir, write_atomic, RunPaths};
-use crate::cli::{Cli, Command, StudyCommand};
+use crate::cli::{Cli, Command, EvalArgs, StudyCommand};
 use crate::compare::{self, plot::XAxis, Format};
 use crate::data::dataset;
 use crate::data::Vocab;
@@ -14,7 +14,6 @@ use crate::sweep;
 use crate::train;
 use crate::train::checkpoint::{self, Slot};
 use anyhow::Result;
-use burn::prelude::Device;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -30,27 +29,7 @@ pub fn run(cli: Cli) -> Result<()> {
             overrides,
             out,
         } => data(&spec, &overrides, out),
-        Command::Eval {
-            run_dir,
-            data,
-            samples,
-            seed,
-            skip_invalid,
-            json,
-            report,
-            checkpoint,
-            suite,
-        } => evaluate(&EvalArgs {
-            run_dir,
-            data,
-            samples,
-            seed,
-            skip_invalid,
-            json,
-            report,
-            checkpoint,
-            suite,
-        }),
+        Command::Eval(args) => evaluate(&args),
         Command::Compare {
             paths,
             plot,
@@ -63,28 +42,11 @@ pub fn run(cli: Cli) -> Result<()> {
             prefix,
             checkpoint,
         } => predict(&run_dir, &prefix, checkpoint),
-        Command::Score {
-            configs,
-            fresh,
-            out,
-            overrides,
-            seeds,
-        } => score(&configs, fresh, &out, &overrides, seeds),
-        Command::Sweep {
-            spec,
-            overrides,
-            jobs,
-            dry_run,
-            allow_space_change,
-            worker,
-        } => sweep::sweep(sweep::SweepArgs {
-            spec,
-            overrides,
-            jobs,
-            dry_run,
-            allow_space_change,
-            worker,
-        }),
+        Command::Score(args) => crate::score::score(&args, run_spec),
+        Command::Sweep(args) => {
+            print!("{}", sweep::sweep(args)?);
+            Ok(())
+        }
         Command::Study { command } => match command {
             StudyCommand::Show { dir } => {
                 print!("{}", sweep::show(&dir)?);
@@ -178,36 +140,11 @@ fn data(arg: &str, overrides: &[String], out: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-struct EvalArgs {
-    run_dir: PathBuf,
-    data: Option<PathBuf>,
-    samples: Option<usize>,
-    seed: Option<u64>,
-    skip_invalid: bool,
-    json: bool,
-    report: Option<PathBuf>,
-    checkpoint: Slot,
-    suite: bool,
-}
-
-/// Loads a run's checkpoint on the CPU backend.
-fn load_run(run_dir: &Path, slot: Slot) -> Result<(checkpoint::Loaded, Device)> {
-    let dir = checkpoint::find(&RunPaths::existing(run_dir)?.checkpoints(), slot)?;
-    let device = Device::flex();
-    let loaded = checkpoint::load(&dir, &device)?;
-    Ok((loaded, device))
-}
-
-/// Seed for fresh evaluation examples: never the one that drew the run's splits.
-fn fresh_seed(spec: &Spec) -> u64 {
-    spec.experiment.seed.wrapping_add(0x9E37_79B9_7F4A_7C15)
-}
-
 fn evaluate(args: &EvalArgs) -> Result<()> {
     if args.suite {
         return evaluate_suite(args);
     }
-    let (loaded, device) = load_run(&args.run_dir, args.checkpoint)?;
+    let (loaded, device) = checkpoint::load_run(&args.run_dir, args.checkpoint)?;
     let spec = &loaded.spec;
     let vocab = dataset::vocab(spec);
     let (examples, skipped) = match &args.data {
@@ -218,7 +155,7 @@ fn evaluate(args: &EvalArgs) -> Result<()> {
         None => {
             let n = args.samples.unwrap_or(spec.eval.samples);
             crate::limits::check_examples(spec, n, "--samples")?;
-            let seed = args.seed.unwrap_or_else(|| fresh_seed(spec));
+            let seed = args.seed.unwrap_or_else(|| dataset::fresh_seed(spec));
             (dataset::fresh(spec, &vocab, n, seed), Vec::new())
         }
     };
@@ -256,7 +193,7 @@ fn evaluate(args: &EvalArgs) -> Result<()> {
 }
 
 fn predict(run_dir: &Path, prefix: &str, slot: Slot) -> Result<()> {
-    let (loaded, device) = load_run(run_dir, slot)?;
+    let (loaded, device) = checkpoint::load_run(run_dir, slot)?;
     let vocab = dataset::vocab(&loaded.spec);
     let ids = vocab
         .encode(prefix)
@@ -319,89 +256,14 @@ fn check_positions(
     Ok(())
 }
 
-/// `runner score`: run configs (each with `seeds` seeds) and score each run on fresh
-/// examples, writing a table with the time each took to reach 99% validation exact match.
-fn score(
-    configs: &[String],
-    fresh: usize,
-    out: &Path,
-    overrides: &[String],
-    seeds: u64,
-) -> Result<()> {
-    // Check every config before spending time on the first.
-    let mut base_seeds = Vec::new();
-    for c in configs {
-        base_seeds.push(prepare(c, overrides)?.0.spec.experiment.seed);
-    }
-    let mut table = String::from(
-        "| config | seed | status | exact match (fresh) | best val exact | s to 99% val | wall s | train samples/s | params |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
-    );
-    for (c, base) in configs.iter().zip(base_seeds) {
-        for k in 0..seeds.max(1) {
-            let mut run_overrides = overrides.to_vec();
-            run_overrides.push(format!("experiment.seed={}", base + k));
-            let run_dir = run_spec(c, &run_overrides)?;
-            let report = score_fresh(&run_dir, fresh)?;
-            let summary = runs::read_summary(&run_dir)?;
-            let to_99 = runs::read_metrics(&RunPaths::new(&run_dir).metrics())
-                .unwrap_or_else(|(rows, _)| rows)
-                .iter()
-                .find(|r| r.val_exact >= 0.99)
-                .map(|r| format!("{:.1}", r.elapsed_s))
-                .unwrap_or_else(|| "-".into());
-            table.push_str(&format!(
-                "| {} | {} | {} | {:.4} ({}/{}) | {} | {to_99} | {:.1} | {:.0} | {} |\n",
-                summary.name,
-                base + k,
-                summary.status.as_str(),
-                report.exact,
-                report.correct,
-                report.total,
-                summary
-                    .best_val_exact
-                    .map(|v| format!("{v:.4}"))
-                    .unwrap_or_else(|| "-".into()),
-                summary.wall_s,
-                summary.samples_per_s,
-                summary.params
-            ));
-            write_atomic(out, table.as_bytes())?;
-        }
-    }
-    print!("{table}");
-    Ok(())
-}
-
-/// Scores a run's best checkpoint on `n` fresh examples of its distribution and leaves them
-/// as `fresh_<n>.jsonl` in the run directory, for `runner eval --data`.
-fn score_fresh(run_dir: &Path, n: usize) -> Result<EvalReport> {
-    let (loaded, device) = load_run(run_dir, Slot::Best)?;
-    let spec = &loaded.spec;
-    let vocab = dataset::vocab(spec);
-    let examples = dataset::fresh(spec, &vocab, n, fresh_seed(spec));
-    let data_file = RunPaths::new(run_dir).fresh_examples(n);
-    dataset::write_jsonl(&data_file, &examples, &vocab)?;
-    let max_new = crate::model::answer_budget(spec, spec.max_answer_len());
-    let predictions = eval::predict(&loaded.model, &examples, &vocab, max_new, &device);
-    let report = EvalReport::from_predictions(&predictions);
-    println!(
-        "{} -> {} (eval --data {})",
-        run_dir.display(),
-        report.headline(),
-        data_file.display()
-    );
-    Ok(report)
-}
-
 /// `runner eval RUN --suite`.
 fn evaluate_suite(args: &EvalArgs) -> Result<()> {
     use crate::eval::suite;
-    let (loaded, device) = load_run(&args.run_dir, args.checkpoint)?;
+    let (loaded, device) = checkpoint::load_run(&args.run_dir, args.checkpoint)?;
     let spec = &loaded.spec;
     let vocab = dataset::vocab(spec);
     let n = args.samples.unwrap_or(500);
-    let seed = args.seed.unwrap_or_else(|| fresh_seed(spec));
+    let seed = args.seed.unwrap_or_else(|| dataset::fresh_seed(spec));
     let mut sets = suite::generated_sets(spec, &vocab, n, seed);
     if let Some(path) = &args.data {
         let loaded_data = dataset::load_jsonl(path, &vocab, args.skip_invalid)?;

@@ -2,41 +2,30 @@
 //! its cargo feature, and the CPU thread pool.
 
 use crate::error::UserError;
+use crate::spec::DeviceName;
 use burn::prelude::Device;
 
 /// The device for a spec's `experiment.device`, or an error saying which feature to build.
-pub fn device(name: &str) -> Result<Device, UserError> {
-    let missing =
-        |feature: &str| {
-            UserError::new(
-                "",
-                Some("experiment.device"),
-                format!(
-                "'{name}' needs a build with `--features {feature}` (e.g. `cargo run --release \
-                 --features {feature} -- run ...`); this build has \"cpu\"{}",
-                if cfg!(feature = "ndarray") { " and \"ndarray\"" } else { "" }
-            ),
-            )
+pub fn device(name: DeviceName) -> Result<Device, UserError> {
+    let missing = |feature: &str| {
+        let also = if cfg!(feature = "ndarray") {
+            " and \"ndarray\""
+        } else {
+            ""
         };
+        UserError::new(
+            "",
+            Some("experiment.device"),
+            format!(
+                "'{name}' needs a build with `--features {feature}` (e.g. `cargo run --release \
+                 --features {feature} -- run ...`); this build has \"cpu\"{also}"
+            ),
+        )
+    };
     match name {
-        "cpu" => Ok(Device::flex()),
-        "ndarray" => ndarray().ok_or_else(|| missing("ndarray")),
-        other => {
-            let index = match other {
-                "cuda" => 0,
-                _ => other
-                    .strip_prefix("cuda:")
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .ok_or_else(|| {
-                        UserError::new(
-                            "",
-                            Some("experiment.device"),
-                            format!("unknown device '{other}'"),
-                        )
-                    })?,
-            };
-            cuda(index).ok_or_else(|| missing("cuda"))
-        }
+        DeviceName::Cpu => Ok(Device::flex()),
+        DeviceName::Ndarray => ndarray().ok_or_else(|| missing("ndarray")),
+        DeviceName::Cuda(index) => cuda(index).ok_or_else(|| missing("cuda")),
     }
 }
 
@@ -70,9 +59,9 @@ pub fn set_threads(threads: usize) {
 }
 
 /// A short backend name for summaries.
-pub fn describe(name: &str) -> String {
+pub fn describe(name: DeviceName) -> String {
     match name {
-        "cpu" => "flex (cpu)".into(),
-        other => other.into(),
+        DeviceName::Cpu => "flex (cpu)".into(),
+        other => other.to_string(),
     }
 }

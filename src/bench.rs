@@ -22,7 +22,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum)]
     pub arch: Vec<Arch>,
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: crate::spec::DeviceName,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 1)]
@@ -112,7 +112,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     } else {
         args.arch.clone()
     };
-    crate::backend::device(&args.device)?;
+    crate::backend::device(args.device)?;
     // Every spec is checked before the first measurement starts.
     let specs = archs
         .iter()
@@ -142,7 +142,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 fn run_child(arch: &str, args: &BenchArgs) -> Result<BenchRow> {
     let exe = std::env::current_exe().context("finding the runner executable")?;
     let out = std::process::Command::new(exe)
-        .args(["bench", "--child", "--arch", arch, "--device", &args.device])
+        .args([
+            "bench",
+            "--child",
+            "--arch",
+            arch,
+            "--device",
+            &args.device.to_string(),
+        ])
         .args([
             "--batching",
             args.batching.name(),
@@ -184,7 +191,7 @@ fn bench_spec(arch: Arch, args: &BenchArgs) -> Result<Spec> {
 fn measure(spec: &Spec, args: &BenchArgs) -> Result<BenchRow> {
     let arch = spec.model.arch;
     crate::backend::set_threads(args.threads);
-    let device = crate::backend::device(&args.device)?;
+    let device = crate::backend::device(args.device)?;
     let train_device = device.clone().autodiff();
     train_device.seed(1);
     let vocab = dataset::vocab(spec);
@@ -242,7 +249,7 @@ fn measure(spec: &Spec, args: &BenchArgs) -> Result<BenchRow> {
         .fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(*x), b.max(*x)));
     Ok(BenchRow {
         arch: arch.name().into(),
-        device: args.device.clone(),
+        device: args.device.to_string(),
         threads: args.threads,
         batch_size: spec.train.batch_size,
         batching: describe_batching(args),
@@ -356,7 +363,7 @@ mod tests {
     #[test]
     fn padding_a_batch_leaves_its_loss_unchanged() {
         let device = burn::prelude::Device::flex();
-        for arch in [Arch::Gru, Arch::Lstm, Arch::Tra, Arch::Gpt, Arch::Ber] {
+        for &arch in Arch::all() {
             let mut spec = reference_spec(arch, 4);
             spec.model.max_positions = 48;
             let vocab = dataset::vocab(&spec);

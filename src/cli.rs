@@ -2,9 +2,11 @@
 
 use crate::bench::BenchArgs;
 use crate::compare::{plot::XAxis, Format};
+use crate::score::ScoreArgs;
 use crate::spec::HumanDuration;
+use crate::sweep::SweepArgs;
 use crate::train::checkpoint::Slot;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -43,34 +45,7 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     /// Score a run's best checkpoint on fresh examples or a JSONL file.
-    Eval {
-        run_dir: PathBuf,
-        /// JSONL file of {"input": ..., "output": ...} lines.
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Number of fresh examples when no --data is given (default: the spec's eval.samples).
-        #[arg(long)]
-        samples: Option<usize>,
-        /// Seed for fresh examples (default: derived from the run's seed, unlike its splits).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Skip invalid lines of --data (counted) instead of failing.
-        #[arg(long)]
-        skip_invalid: bool,
-        /// Print one JSON object instead of the table.
-        #[arg(long)]
-        json: bool,
-        /// Also write eval.csv and report.txt into this directory.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Which checkpoint.
-        #[arg(long, value_enum, default_value_t = Slot::Best)]
-        checkpoint: Slot,
-        /// The evaluation suite: in-distribution, longer and deeper sets (plus --data),
-        /// by answer length and depth; writes eval_suite.csv and eval_suite.md.
-        #[arg(long)]
-        suite: bool,
-    },
+    Eval(EvalArgs),
     /// Runs side by side: differing spec keys, results, and results at equal cost.
     Compare {
         /// Run directories, name directories (all runs), study directories (all trials),
@@ -98,41 +73,9 @@ pub enum Command {
     },
     /// Run each config, then score its best checkpoint on fresh examples of its own
     /// distribution (as `runner eval --data` would) and write a results table.
-    Score {
-        /// Spec files or bare config names.
-        #[arg(required = true)]
-        configs: Vec<String>,
-        /// Fresh examples per config, drawn with a seed that did not draw the training data.
-        #[arg(long, default_value_t = 1000)]
-        fresh: usize,
-        /// Markdown table to write (rewritten after each config).
-        #[arg(long, default_value = "bench/score.md")]
-        out: PathBuf,
-        /// Overrides applied to every config (key.path=value).
-        #[arg(long = "set")]
-        overrides: Vec<String>,
-        /// Runs per config, with seeds experiment.seed, +1, +2, ...
-        #[arg(long, default_value_t = 1)]
-        seeds: u64,
-    },
+    Score(ScoreArgs),
     /// Hyperparameter search over `[sweep.space]`; resumes the study if it exists.
-    Sweep {
-        spec: String,
-        /// Overrides as key.path=value (sweep.* keys included).
-        overrides: Vec<String>,
-        /// Trials at once, as worker processes (default: sweep.jobs).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// Print the space, the trial count and a time estimate; run nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Resume even though the space differs from the study's.
-        #[arg(long)]
-        allow_space_change: bool,
-        /// Internal: run as a worker of a parent sweep.
-        #[arg(long, hide = true)]
-        worker: bool,
-    },
+    Sweep(SweepArgs),
     /// Inspect a study directory.
     Study {
         #[command(subcommand)]
@@ -166,4 +109,34 @@ pub enum StudyCommand {
 /// `--budget 10min`: clap reports a bad value as a usage error (exit 2).
 fn parse_budget(text: &str) -> Result<HumanDuration, String> {
     HumanDuration::parse(text)
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    pub run_dir: PathBuf,
+    /// JSONL file of {"input": ..., "output": ...} lines.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Number of fresh examples when no --data is given (default: the spec's eval.samples).
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Seed for fresh examples (default: derived from the run's seed, unlike its splits).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Skip invalid lines of --data (counted) instead of failing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write eval.csv and report.txt into this directory.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Which checkpoint.
+    #[arg(long, value_enum, default_value_t = Slot::Best)]
+    pub checkpoint: Slot,
+    /// The evaluation suite: in-distribution, longer and deeper sets (plus --data),
+    /// by answer length and depth; writes eval_suite.csv and eval_suite.md.
+    #[arg(long)]
+    pub suite: bool,
 }

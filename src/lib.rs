@@ -14,6 +14,7 @@ pub mod logging;
 pub mod model;
 pub mod run;
 pub mod runs;
+pub mod score;
 pub mod signals;
 pub mod spec;
 pub mod sweep;

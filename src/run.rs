@@ -33,7 +33,7 @@ pub fn prepare(arg: &str, overrides: &[String]) -> Result<(Resolved, Device)> {
 fn check_machine(spec: &Spec, origin: &str) -> Result<Device, UserError> {
     dataset::check_capacity(spec, origin)?;
     crate::limits::check_spec(spec, origin)?;
-    backend::device(&spec.experiment.device).map_err(|mut e| {
+    backend::device(spec.experiment.device).map_err(|mut e| {
         e.origin = origin.to_string();
         e
     })
@@ -211,13 +211,7 @@ pub fn resume(run_dir: &Path, budget: Option<HumanDuration>) -> Result<Summary> 
     let spec = spec::load_resolved(&run.resolved())?;
     let device = check_machine(&spec, &origin)?;
     let _lock = RunLock::acquire(&run)?;
-    let ignored = spec::spec_variables();
-    if !ignored.is_empty() {
-        eprintln!(
-            "note: {} ignored: a resume continues the run as {origin} resolved it",
-            ignored.join(", ")
-        );
-    }
+    note_ignored_environment(&origin);
     backend::set_threads(spec.experiment.threads);
     let removed = crate::artifacts::remove_stray_temporaries(&run.root)?;
     let train_device = device.clone().autodiff();
@@ -252,28 +246,7 @@ pub fn resume(run_dir: &Path, budget: Option<HumanDuration>) -> Result<Summary> 
             &mut train::Unobserved,
         );
     };
-    if resumable.loaded.dir != run.checkpoint(Slot::Last) {
-        let dir = resumable
-            .loaded
-            .dir
-            .strip_prefix(&run.root)
-            .unwrap_or(&resumable.loaded.dir)
-            .display()
-            .to_string();
-        warn!(checkpoint = %dir, "checkpoints/last is missing or damaged: resuming from the best valid checkpoint");
-        eprintln!("note: checkpoints/last is missing or damaged; resuming from {dir}");
-    }
-    let position = resumable.loaded.state.position.clone();
-    let rows: Vec<_> = read_metrics_or_warn(&run.metrics())
-        .into_iter()
-        .filter(|r| r.step <= position.step)
-        .collect();
-    let from = train::ResumeFrom {
-        model: resumable.loaded.model,
-        optim: resumable.optim,
-        position,
-        rows,
-    };
+    let from = resume_from(resumable, &run);
     train_and_finish(
         &spec,
         &device,
@@ -284,6 +257,44 @@ pub fn resume(run_dir: &Path, budget: Option<HumanDuration>) -> Result<Summary> 
         Some(from),
         &mut train::Unobserved,
     )
+}
+
+/// The loop's starting point from a loaded checkpoint, with the metrics rows up to it;
+/// says so when `last` could not be used.
+fn resume_from(resumable: checkpoint::Resumable, run: &RunPaths) -> train::ResumeFrom {
+    let loaded = resumable.loaded;
+    if loaded.dir != run.checkpoint(Slot::Last) {
+        let dir = loaded
+            .dir
+            .strip_prefix(&run.root)
+            .unwrap_or(&loaded.dir)
+            .display()
+            .to_string();
+        warn!(checkpoint = %dir, "checkpoints/last is missing or damaged: resuming from the best valid checkpoint");
+        eprintln!("note: checkpoints/last is missing or damaged; resuming from {dir}");
+    }
+    let position = loaded.state.position;
+    let rows = read_metrics_or_warn(&run.metrics())
+        .into_iter()
+        .filter(|r| r.step <= position.step)
+        .collect();
+    train::ResumeFrom {
+        model: loaded.model,
+        optim: resumable.optim,
+        position,
+        rows,
+    }
+}
+
+/// A resume reads no `RUNNER_*` variables; say so when some are set.
+fn note_ignored_environment(origin: &str) {
+    let ignored = spec::spec_variables();
+    if !ignored.is_empty() {
+        eprintln!(
+            "note: {} ignored: a resume continues the run as {origin} resolved it",
+            ignored.join(", ")
+        );
+    }
 }
 
 /// What `--budget` gives, or what the run's own budget has left after `trained_s`.
@@ -358,12 +369,7 @@ fn finish(
         stop_reason: report.stop_reason,
         best_val_exact: report.best.as_ref().map(|b| b.val_exact),
         best_step: report.best.as_ref().map(|b| b.step),
-        best_val_loss: report
-            .rows
-            .iter()
-            .map(|r| r.val_loss)
-            .filter(|v| v.is_finite())
-            .reduce(f64::min),
+        best_val_loss: crate::runs::best_val_loss(&report.rows),
         test_exact: test.as_ref().map(|t| t.exact),
         test_correct: test.as_ref().map(|t| t.correct),
         test_total: splits.test.len(),
@@ -374,7 +380,7 @@ fn finish(
         train_s: report.train_s,
         samples_per_s: report.samples as f64 / report.train_s.max(1e-9),
         params,
-        backend: backend::describe(&spec.experiment.device),
+        backend: backend::describe(spec.experiment.device),
         threads: spec.experiment.threads,
     };
     write_json(&run.summary(), &summary)?;

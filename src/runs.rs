@@ -65,6 +65,14 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, (Vec<MetricsRow>, St
     Ok(rows)
 }
 
+/// The lowest finite validation loss of any evaluation.
+pub fn best_val_loss(rows: &[MetricsRow]) -> Option<f64> {
+    rows.iter()
+        .map(|r| r.val_loss)
+        .filter(|v| v.is_finite())
+        .reduce(f64::min)
+}
+
 /// A row of `runner ls`.
 pub struct Listed {
     pub dir: PathBuf,

@@ -5,10 +5,11 @@
 
 pub mod plot;
 
+use crate::artifacts::RunPaths;
 use crate::runs::{read_summary, Summary};
 use crate::train::MetricsRow;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -60,12 +61,15 @@ fn expand(path: &Path) -> Vec<(String, PathBuf, PathBuf)> {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         return vec![(label_of(&dir, path), dir, path.to_path_buf())];
     }
-    let is_run = |d: &Path| d.join("resolved.toml").is_file() || d.join("metrics.csv").is_file();
+    let is_run = |d: &Path| {
+        let run = RunPaths::new(d);
+        run.is_run() || run.metrics().is_file()
+    };
     if is_run(path) {
         return vec![(
             label_of(path, path),
             path.to_path_buf(),
-            path.join("metrics.csv"),
+            RunPaths::new(path).metrics(),
         )];
     }
     let children = |d: &Path| -> Vec<PathBuf> {
@@ -94,7 +98,7 @@ fn expand(path: &Path) -> Vec<(String, PathBuf, PathBuf)> {
         children(path)
     };
     dirs.into_iter()
-        .map(|d| (label_of(&d, &d), d.clone(), d.join("metrics.csv")))
+        .map(|d| (label_of(&d, &d), d.clone(), RunPaths::new(&d).metrics()))
         .collect()
 }
 
@@ -117,7 +121,7 @@ fn load_run(label: String, dir: PathBuf, metrics: &Path, problems: &mut Vec<Stri
         problems.push(problem);
         rows
     });
-    let resolved = dir.join("resolved.toml");
+    let resolved = RunPaths::new(&dir).resolved();
     let spec = match std::fs::read_to_string(&resolved) {
         Ok(text) => match text.parse::<toml::Table>() {
             Ok(table) => flatten(&table),
@@ -128,7 +132,7 @@ fn load_run(label: String, dir: PathBuf, metrics: &Path, problems: &mut Vec<Stri
         },
         Err(_) => BTreeMap::new(),
     };
-    let summary = if dir.join("summary.json").is_file() {
+    let summary = if RunPaths::new(&dir).summary().is_file() {
         read_summary(&dir)
             .map_err(|e| problems.push(format!("{e:#}")))
             .ok()
@@ -162,7 +166,7 @@ fn flatten(table: &toml::Table) -> BTreeMap<String, String> {
 
 fn read_suite(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let Ok(mut reader) = csv::Reader::from_path(dir.join("eval_suite.csv")) else {
+    let Ok(mut reader) = csv::Reader::from_path(RunPaths::new(dir).eval_suite_csv()) else {
         return out;
     };
     for row in reader.records().flatten() {
@@ -262,12 +266,7 @@ pub fn rows(runs: &[RunData]) -> Vec<CompareRow> {
                 best_val_exact: r.rows.iter().map(|x| x.val_exact).reduce(f64::max),
                 final_val_exact: r.rows.last().map(|x| x.val_exact),
                 test_exact: sm.and_then(|s| s.test_exact),
-                best_val_loss: r
-                    .rows
-                    .iter()
-                    .map(|x| x.val_loss)
-                    .filter(|v| v.is_finite())
-                    .reduce(f64::min),
+                best_val_loss: crate::runs::best_val_loss(&r.rows),
                 steps: r.rows.last().map(|x| x.step).or(sm.map(|s| s.steps)),
                 samples: r.rows.last().map(|x| x.samples).or(sm.map(|s| s.samples)),
                 wall_s: sm.map(|s| s.wall_s),
@@ -294,66 +293,89 @@ fn num(v: Option<f64>, digits: usize) -> String {
 
 /// The table for people: one column per run, differing keys first, then results.
 pub fn render(runs: &[RunData], all_keys: bool, markdown: bool) -> String {
-    let results = rows(runs);
-    let mut lines: Vec<(String, Vec<String>)> = Vec::new();
-    for key in differing_keys(runs, all_keys) {
-        let values = runs
-            .iter()
-            .map(|r| r.spec.get(&key).cloned().unwrap_or_else(|| "-".into()))
-            .collect();
-        lines.push((key, values));
-    }
-    let (t, s) = equal_cost(runs);
-    let field = |name: &str, f: &dyn Fn(&CompareRow) -> String| {
-        (name.to_string(), results.iter().map(f).collect())
-    };
-    lines.push(field("status", &|r| r.status.clone()));
-    lines.push(field("best val exact", &|r| num(r.best_val_exact, 4)));
-    lines.push(field("final val exact", &|r| num(r.final_val_exact, 4)));
-    lines.push(field("test exact", &|r| num(r.test_exact, 4)));
-    lines.push(field("best val loss", &|r| num(r.best_val_loss, 4)));
-    lines.push(field("steps", &|r| {
-        r.steps.map(|x| x.to_string()).unwrap_or("-".into())
-    }));
-    lines.push(field("samples", &|r| {
-        r.samples.map(|x| x.to_string()).unwrap_or("-".into())
-    }));
-    lines.push(field("wall s", &|r| num(r.wall_s, 1)));
-    lines.push(field("samples/s", &|r| num(r.samples_per_s, 0)));
-    lines.push(field("params", &|r| {
-        r.params.map(|x| x.to_string()).unwrap_or("-".into())
-    }));
-    lines.push(field(&format!("val exact @ {} s", num(t, 1)), &|r| {
-        num(r.val_exact_at_equal_time, 4)
-    }));
-    lines.push(field(&format!("val exact @ step {}", num(s, 0)), &|r| {
-        num(r.val_exact_at_equal_step, 4)
-    }));
-    let suite_sets: Vec<String> = {
-        let mut v: Vec<String> = runs.iter().flat_map(|r| r.suite.keys().cloned()).collect();
-        v.sort();
-        v.dedup();
-        v
-    };
-    for set in suite_sets {
-        let values = runs
-            .iter()
-            .map(|r| r.suite.get(&set).cloned().unwrap_or_else(|| "-".into()))
-            .collect();
-        lines.push((format!("suite: {set}"), values));
-    }
+    let mut lines = spec_lines(runs, all_keys);
+    lines.extend(result_lines(runs));
+    lines.extend(suite_lines(runs));
     let header: Vec<String> = runs.iter().map(|r| r.label.clone()).collect();
     if markdown {
-        let mut out = format!(
-            "| | {} |\n|---|{}\n",
-            header.join(" | "),
-            "---|".repeat(header.len())
-        );
-        for (name, values) in lines {
-            let _ = writeln!(out, "| {name} | {} |", values.join(" | "));
-        }
-        return out;
+        markdown_table(&header, &lines)
+    } else {
+        aligned_table(&header, &lines)
     }
+}
+
+/// A row label and one value per run.
+type Line = (String, Vec<String>);
+
+/// The spec keys whose values differ (or all of them).
+fn spec_lines(runs: &[RunData], all_keys: bool) -> Vec<Line> {
+    differing_keys(runs, all_keys)
+        .into_iter()
+        .map(|key| {
+            let values = runs
+                .iter()
+                .map(|r| r.spec.get(&key).cloned().unwrap_or_else(|| "-".into()))
+                .collect();
+            (key, values)
+        })
+        .collect()
+}
+
+/// The results, and the results at equal cost.
+fn result_lines(runs: &[RunData]) -> Vec<Line> {
+    let results = rows(runs);
+    let (t, s) = equal_cost(runs);
+    let field = |name: &str, f: &dyn Fn(&CompareRow) -> String| -> Line {
+        (name.to_string(), results.iter().map(f).collect())
+    };
+    let count = |x: Option<u64>| x.map(|x| x.to_string()).unwrap_or("-".into());
+    vec![
+        field("status", &|r| r.status.clone()),
+        field("best val exact", &|r| num(r.best_val_exact, 4)),
+        field("final val exact", &|r| num(r.final_val_exact, 4)),
+        field("test exact", &|r| num(r.test_exact, 4)),
+        field("best val loss", &|r| num(r.best_val_loss, 4)),
+        field("steps", &|r| count(r.steps)),
+        field("samples", &|r| count(r.samples)),
+        field("wall s", &|r| num(r.wall_s, 1)),
+        field("samples/s", &|r| num(r.samples_per_s, 0)),
+        field("params", &|r| count(r.params.map(|p| p as u64))),
+        field(&format!("val exact @ {} s", num(t, 1)), &|r| {
+            num(r.val_exact_at_equal_time, 4)
+        }),
+        field(&format!("val exact @ step {}", num(s, 0)), &|r| {
+            num(r.val_exact_at_equal_step, 4)
+        }),
+    ]
+}
+
+/// One line per evaluation-suite set any run has.
+fn suite_lines(runs: &[RunData]) -> Vec<Line> {
+    let sets: BTreeSet<&String> = runs.iter().flat_map(|r| r.suite.keys()).collect();
+    sets.into_iter()
+        .map(|set| {
+            let values = runs
+                .iter()
+                .map(|r| r.suite.get(set).cloned().unwrap_or_else(|| "-".into()))
+                .collect();
+            (format!("suite: {set}"), values)
+        })
+        .collect()
+}
+
+fn markdown_table(header: &[String], lines: &[Line]) -> String {
+    let mut out = format!(
+        "| | {} |\n|---|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
+    for (name, values) in lines {
+        let _ = writeln!(out, "| {name} | {} |", values.join(" | "));
+    }
+    out
+}
+
+fn aligned_table(header: &[String], lines: &[Line]) -> String {
     let first = lines
         .iter()
         .map(|(n, _)| n.chars().count())

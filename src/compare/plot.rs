@@ -4,6 +4,7 @@
 
 use super::RunData;
 use crate::error::UserError;
+use crate::spec::Objective;
 use crate::train::MetricsRow;
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::coord::Shift;
@@ -92,12 +93,7 @@ fn register_font() {
 pub fn curves(runs: &[(String, Vec<MetricsRow>)], path: &Path, x: XAxis) -> Result<()> {
     register_font();
     let format = image_format(path)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Named like every temporary file, so that what a kill leaves is recognised and removed.
-    let tmp = path.with_file_name(format!("{}{name}", crate::artifacts::TMP_PREFIX));
+    let tmp = temporary(path);
     let size = (1000, 720);
     match format {
         ImageFormat::Png => draw(BitMapBackend::new(&tmp, size).into_drawing_area(), runs, x)?,
@@ -105,6 +101,32 @@ pub fn curves(runs: &[(String, Vec<MetricsRow>)], path: &Path, x: XAxis) -> Resu
     }
     std::fs::rename(&tmp, path).with_context(|| format!("writing '{}'", path.display()))?;
     Ok(())
+}
+
+/// Where a figure is drawn before it is renamed into place: named like every temporary
+/// file, so that what a kill leaves is recognised and removed (`runner resume`).
+fn temporary(path: &Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!("{}{name}", crate::artifacts::TMP_PREFIX))
+}
+
+/// The log-scale range of the training losses, with a margin.
+fn loss_range(runs: &[(String, Vec<MetricsRow>)]) -> (f64, f64) {
+    let losses = runs
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().map(|r| r.train_loss))
+        .filter(|v| v.is_finite() && *v > 0.0);
+    let (lo, hi) = losses.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if lo.is_finite() {
+        (lo * 0.8, hi * 1.25)
+    } else {
+        (1e-3, 10.0)
+    }
 }
 
 /// The figure every run leaves in its directory.
@@ -139,19 +161,7 @@ where
         .flat_map(|(_, rows)| rows.iter().map(|r| x.value(r)))
         .fold(0.0f64, f64::max)
         .max(1e-9);
-    let losses = runs
-        .iter()
-        .flat_map(|(_, rows)| rows.iter().map(|r| r.train_loss))
-        .filter(|v| v.is_finite() && *v > 0.0);
-    let (lo, hi) = losses.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
-    let (lo, hi) = if lo.is_finite() {
-        (lo * 0.8, hi * 1.25)
-    } else {
-        (1e-3, 10.0)
-    };
-
+    let (lo, hi) = loss_range(runs);
     let mut exact = ChartBuilder::on(&top)
         .caption("validation exact match", ("sans-serif", 22))
         .margin(12)
@@ -208,14 +218,10 @@ where
 }
 
 /// Best objective so far against trial number, with each complete trial as a point.
-pub fn best_so_far(
-    points: &[(u64, f64)],
-    maximise: bool,
-    objective: &str,
-    path: &Path,
-) -> Result<()> {
+pub fn best_so_far(points: &[(u64, f64)], objective: Objective, path: &Path) -> Result<()> {
+    let name = objective.name();
     register_font();
-    let tmp = path.with_extension("tmp.png");
+    let tmp = temporary(path);
     {
         let root = BitMapBackend::new(&tmp, (900, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
@@ -232,7 +238,7 @@ pub fn best_so_far(
         };
         let pad = (hi - lo) * 0.05;
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("best {objective} over trials"), ("sans-serif", 22))
+            .caption(format!("best {name} over trials"), ("sans-serif", 22))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(60)
@@ -241,7 +247,7 @@ pub fn best_so_far(
         chart
             .configure_mesh()
             .x_desc("trial")
-            .y_desc(objective)
+            .y_desc(name)
             .draw()
             .map_err(plot_err)?;
         chart
@@ -251,16 +257,16 @@ pub fn best_so_far(
                     .map(|&(t, v)| Circle::new((t as f64, v), 4, BLUE.mix(0.6).filled())),
             )
             .map_err(plot_err)?;
-        let mut best = if maximise {
-            f64::NEG_INFINITY
-        } else {
-            f64::INFINITY
-        };
+        let mut best: Option<f64> = None;
         let line: Vec<(f64, f64)> = points
             .iter()
             .map(|&(t, v)| {
-                best = if maximise { best.max(v) } else { best.min(v) };
-                (t as f64, best)
+                let b = match best {
+                    Some(b) if objective.loss(b) <= objective.loss(v) => b,
+                    _ => v,
+                };
+                best = Some(b);
+                (t as f64, b)
             })
             .collect();
         chart
@@ -276,7 +282,7 @@ pub fn best_so_far(
 /// one line per trial, coloured from red (worst) to green (best).
 pub fn parallel(axes: &[String], lines: &[(Vec<f64>, f64)], path: &Path) -> Result<()> {
     register_font();
-    let tmp = path.with_extension("tmp.png");
+    let tmp = temporary(path);
     {
         let root = BitMapBackend::new(&tmp, (1000, 520)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;

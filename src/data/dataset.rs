@@ -76,6 +76,11 @@ pub fn build_splits(spec: &Spec, vocab: &Vocab) -> Result<Splits> {
     Ok(Splits { train, val, test })
 }
 
+/// Seed for fresh evaluation examples: never the one that drew the run's splits.
+pub fn fresh_seed(spec: &Spec) -> u64 {
+    spec.experiment.seed.wrapping_add(0x9E37_79B9_7F4A_7C15)
+}
+
 /// `n` fresh examples from the spec's distribution (not deduplicated against anything).
 pub fn fresh(spec: &Spec, vocab: &Vocab, n: usize, seed: u64) -> Vec<Example> {
     let mut generator = Generator::new(params(spec), seed);

@@ -6,9 +6,93 @@
 //! (tanh x = 2σ(2x) − 1), and the outputs are stacked once instead of written into a
 //! sequence tensor one timestep at a time. Measured with `runner bench` (docs/benchmarks.md).
 
-use burn::nn::{Gru, Lstm, LstmState};
+use super::decode::Incremental;
+use crate::spec::ModelSpec;
+use burn::module::ModuleDisplay;
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Gru, Linear, LinearConfig, Lstm, LstmState,
+};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
+
+/// One of burn's recurrent layers as a layer of [`RecurrentLm`]: what differs between the
+/// GRU and the LSTM language models (gru.rs, lstm.rs).
+pub trait Cell: Module + ModuleDisplay {
+    /// What the layer carries from one timestep to the next.
+    type State: Clone + Send;
+    fn init(d_in: usize, d_hidden: usize, device: &Device) -> Self;
+    /// x [batch, len, d_in] -> outputs [batch, len, d_hidden] and the final state.
+    fn run(&self, x: Tensor<3>, state: Option<Self::State>) -> (Tensor<3>, Self::State);
+}
+
+/// A recurrent language model: embedding, `n_layers` stacked cells with dropout between
+/// them, and a linear head to the vocabulary.
+#[derive(Module, Debug)]
+pub struct RecurrentLm<C: Cell> {
+    embed: Embedding,
+    layers: Vec<C>,
+    dropout: Dropout,
+    head: Linear,
+}
+
+impl<C: Cell> RecurrentLm<C> {
+    pub fn init(spec: &ModelSpec, vocab_size: usize, device: &Device) -> Self {
+        let layers = (0..spec.n_layers)
+            .map(|i| {
+                let d_in = if i == 0 { spec.d_embed } else { spec.d_hidden };
+                C::init(d_in, spec.d_hidden, device)
+            })
+            .collect();
+        Self {
+            embed: EmbeddingConfig::new(vocab_size, spec.d_embed).init(device),
+            layers,
+            dropout: DropoutConfig::new(spec.dropout).init(),
+            head: LinearConfig::new(spec.d_hidden, vocab_size).init(device),
+        }
+    }
+
+    /// # Shapes
+    /// tokens [batch, len] -> logits [batch, len, vocab]
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.run(tokens, None).0
+    }
+
+    /// Runs the stack from an optional per-layer state; returns logits and the final state
+    /// of each layer.
+    fn run(
+        &self,
+        tokens: Tensor<2, Int>,
+        state: Option<Vec<C::State>>,
+    ) -> (Tensor<3>, Vec<C::State>) {
+        let mut x = self.embed.forward(tokens); // [batch, len, d_embed]
+        let mut state = state.map(Vec::into_iter);
+        let mut last = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            if i > 0 {
+                x = self.dropout.forward(x);
+            }
+            let init = state.as_mut().and_then(Iterator::next);
+            let (out, final_state) = layer.run(x, init);
+            x = out; // [batch, len, d_hidden]
+            last.push(final_state);
+        }
+        (self.head.forward(self.dropout.forward(x)), last)
+    }
+}
+
+impl<C: Cell> Incremental for RecurrentLm<C> {
+    type State = Vec<C::State>;
+
+    fn prefill(&self, tokens: Tensor<2, Int>) -> (Tensor<2>, Self::State) {
+        let (logits, state) = self.run(tokens, None);
+        (super::decode::last_position(logits), state)
+    }
+
+    fn step(&self, tokens: Tensor<2, Int>, state: Self::State) -> (Tensor<2>, Self::State) {
+        let (logits, state) = self.run(tokens, Some(state));
+        (super::decode::last_position(logits), state)
+    }
+}
 
 /// tanh through sigmoid: mathematically the same function, several times cheaper on the
 /// CPU backend.

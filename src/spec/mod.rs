@@ -5,14 +5,16 @@
 //! mistake is reported here, before any work starts, as a [`UserError`] naming the source
 //! and the key.
 
+mod catalog;
 mod duration;
 mod load;
 mod validate;
 
+pub use catalog::describe_configs;
 pub use duration::{parse_duration, HumanDuration};
 pub use load::{
-    describe_configs, known_keys, load, load_resolved, parse_override, resolve_path,
-    spec_variables, with_overrides, Resolved,
+    known_keys, load, load_resolved, parse_override, resolve_path, spec_variables, with_overrides,
+    Resolved,
 };
 pub use validate::validate;
 
@@ -40,7 +42,7 @@ pub struct ExperimentSpec {
     pub name: String,
     pub seed: u64,
     /// `cpu` (burn-flex), `ndarray`, `cuda` or `cuda:N`.
-    pub device: String,
+    pub device: DeviceName,
     /// CPU threads. 1, because at these model sizes a step is dominated by per-operation
     /// overhead: a second thread measured no faster (see README), and two single-threaded
     /// runs side by side use a 2-core machine better.
@@ -53,10 +55,66 @@ impl Default for ExperimentSpec {
         Self {
             name: String::new(),
             seed: 42,
-            device: "cpu".into(),
+            device: DeviceName::Cpu,
             threads: 1,
             out_dir: "experiments".into(),
         }
+    }
+}
+
+/// `experiment.device`, read once: which backend and, for CUDA, which GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceName {
+    /// burn-flex, the pure-Rust CPU backend.
+    Cpu,
+    Ndarray,
+    Cuda(usize),
+}
+
+impl DeviceName {
+    pub const ALLOWED: &'static str = "\"cpu\" (burn-flex), \"ndarray\", \"cuda\" or \"cuda:N\"";
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "cpu" => Ok(Self::Cpu),
+            "ndarray" => Ok(Self::Ndarray),
+            "cuda" => Ok(Self::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| format!("unknown device '{other}'; allowed: {}", Self::ALLOWED)),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Ndarray => f.write_str("ndarray"),
+            Self::Cuda(0) => f.write_str("cuda"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceName {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::parse(text)
+    }
+}
+
+impl Serialize for DeviceName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -379,6 +437,16 @@ pub enum Objective {
 impl Objective {
     pub fn maximise(self) -> bool {
         matches!(self, Objective::ValExact)
+    }
+
+    /// `value` as a loss, lower is better: what samplers, pruners and rankings compare.
+    /// The one place where a maximised objective is flipped.
+    pub fn loss(self, value: f64) -> f64 {
+        if self.maximise() {
+            -value
+        } else {
+            value
+        }
     }
 
     pub fn name(self) -> &'static str {

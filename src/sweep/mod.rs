@@ -30,13 +30,22 @@ use std::time::{Duration, Instant};
 use storage::{Outcome, Proposal, Sqlite, Storage, Trial, TrialState, Worker};
 use tracing::{info, warn};
 
+#[derive(Debug, clap::Args)]
 pub struct SweepArgs {
     pub spec: String,
+    /// Overrides as key.path=value (sweep.* keys included).
     pub overrides: Vec<String>,
+    /// Trials at once, as worker processes (default: sweep.jobs).
+    #[arg(long)]
     pub jobs: Option<usize>,
+    /// Print the space, the trial count and a time estimate; run nothing.
+    #[arg(long)]
     pub dry_run: bool,
+    /// Resume even though the space differs from the study's.
+    #[arg(long)]
     pub allow_space_change: bool,
-    /// Run as one worker of a parent `runner sweep --jobs N`.
+    /// Internal: run as a worker of a parent sweep.
+    #[arg(long, hide = true)]
     pub worker: bool,
 }
 
@@ -60,11 +69,12 @@ impl Study {
     }
 }
 
-pub fn sweep(args: SweepArgs) -> Result<()> {
+/// Runs (or resumes) the study; returns what to print: the dry run's plan, or the study's
+/// standing when its trials are done (a worker returns nothing).
+pub fn sweep(args: SweepArgs) -> Result<String> {
     let study = open(args)?;
     if study.args.dry_run {
-        print!("{}", dry_run(&study));
-        return Ok(());
+        return Ok(dry_run(&study));
     }
     std::fs::create_dir_all(study.dir.join("trials"))
         .with_context(|| format!("creating study directory '{}'", study.dir.display()))?;
@@ -89,7 +99,7 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
     check_trial_dirs(&study.dir, &db.trials()?)?;
     if study.args.worker {
         crate::logging::set_training_bar(false);
-        return work(&study, &db);
+        return work(&study, &db).map(|()| String::new());
     }
     let jobs = study.args.jobs.unwrap_or(study.spec().sweep.jobs).max(1);
     info!(study = %study.dir.display(), trials = study.total, jobs, "sweep");
@@ -112,8 +122,12 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
     let _ = monitor.join();
     result?;
     report::write(&study.dir, &db, study.spec().sweep.objective)?;
-    print!("{}", show(&study.dir)?);
-    Ok(())
+    show(&study.dir)
+}
+
+/// The run directory of trial `number` of the study in `study_dir`.
+pub fn trial_dir(study_dir: &Path, number: u64) -> PathBuf {
+    study_dir.join("trials").join(number.to_string())
 }
 
 /// Refuses a study directory whose `trials/` holds runs the database does not know: its
@@ -237,7 +251,6 @@ fn propose(study: &Study, trials: &[Trial]) -> Option<Proposal> {
     let number = trials.iter().map(|t| t.number + 1).max().unwrap_or(0);
     let seed = trial_seed(sweep.seed, number);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let maximise = sweep.objective.maximise();
     let (params, grid_index) = match sweep.sampler {
         SamplerKind::Random => (study.space.sample(&mut rng), None),
         SamplerKind::Tpe => {
@@ -248,7 +261,7 @@ fn propose(study: &Study, trials: &[Trial]) -> Option<Proposal> {
                     let v = t.value?;
                     Some(Observation {
                         params: t.params.clone(),
-                        loss: if maximise { -v } else { v },
+                        loss: sweep.objective.loss(v),
                     })
                 })
                 .collect();
@@ -278,7 +291,7 @@ fn run_trial(study: &Study, db: &Sqlite, trial: &Trial) -> Result<()> {
     overrides.extend(space::overrides(&trial.params));
     overrides.push(format!("experiment.seed={}", trial.seed));
     overrides.push(format!("experiment.name=\"{name}\""));
-    let root = study.dir.join("trials").join(trial.number.to_string());
+    let root = trial_dir(&study.dir, trial.number);
     let heartbeat = Heartbeat::start(&storage::db_path(&study.dir), trial.number);
     let outcome = attempt(study, db, trial, &overrides, &root, started);
     heartbeat.stop();
@@ -303,6 +316,31 @@ fn run_trial(study: &Study, db: &Sqlite, trial: &Trial) -> Result<()> {
     )
 }
 
+/// An empty directory for a trial: a re-run clears what its earlier attempt left; a first
+/// attempt never finds one (if it does, this study did not make it, and it is left alone).
+fn fresh_trial_dir(trial: &Trial, root: &Path) -> Result<(), String> {
+    if root.exists() && trial.attempts <= 1 {
+        return Err(format!(
+            "'{}' exists but this study never ran trial {}; it was left as it is",
+            root.display(),
+            trial.number
+        ));
+    }
+    if root.exists() {
+        std::fs::remove_dir_all(root)
+            .map_err(|e| format!("cannot clear '{}': {e}", root.display()))?;
+    }
+    std::fs::create_dir_all(root).map_err(|e| format!("cannot create '{}': {e}", root.display()))
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 type TrialResult = (TrialState, Option<f64>, Option<u64>, Option<String>);
 
 /// Runs one trial; any failure of the trial itself (a spec the space made invalid, an
@@ -320,21 +358,8 @@ fn attempt(
         Ok(r) => r,
         Err(e) => return failed(format!("invalid spec: {e}")),
     };
-    if root.exists() && trial.attempts <= 1 {
-        // A first attempt never has a directory: this one was not made by this study.
-        return failed(format!(
-            "'{}' exists but this study never ran trial {}; it was left as it is",
-            root.display(),
-            trial.number
-        ));
-    }
-    if root.exists() {
-        if let Err(e) = std::fs::remove_dir_all(root) {
-            return failed(format!("cannot clear '{}': {e}", root.display()));
-        }
-    }
-    if let Err(e) = std::fs::create_dir_all(root) {
-        return failed(format!("cannot create '{}': {e}", root.display()));
+    if let Err(reason) = fresh_trial_dir(trial, root) {
+        return failed(reason);
     }
     let sweep = &study.spec().sweep;
     let mut observer = TrialObserver {
@@ -352,14 +377,7 @@ fn attempt(
     let summary = match run {
         Ok(Ok(summary)) => summary,
         Ok(Err(e)) => return failed(format!("{e:#}")),
-        Err(panic) => {
-            let text = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            return failed(format!("panic: {text}"));
-        }
+        Err(panic) => return failed(format!("panic: {}", panic_text(&*panic))),
     };
     let value = match sweep.objective {
         spec::Objective::ValExact => summary.best_val_exact,
@@ -416,7 +434,10 @@ impl Observer for TrialObserver<'_> {
         }
         // Recorded for curves; a time-to-target study has no pruner (see validate).
         let loss = match self.objective {
-            spec::Objective::ValExact | spec::Objective::TimeToTarget => -row.val_exact,
+            // A time is only known at the end: its curve records exact match meanwhile.
+            spec::Objective::ValExact | spec::Objective::TimeToTarget => {
+                spec::Objective::ValExact.loss(row.val_exact)
+            }
             spec::Objective::ValLoss => row.val_loss,
         };
         self.values.push(loss);

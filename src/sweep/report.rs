@@ -1,7 +1,7 @@
 //! What a study shows: `trials.csv`, `best_trial.toml`, and the `runner study` views.
 
 use super::storage::{Sqlite, Storage, Trial, TrialState};
-use crate::artifacts::write_atomic;
+use crate::artifacts::{write_atomic, RunPaths};
 use crate::error::UserError;
 use crate::spec::Objective;
 use anyhow::{Context, Result};
@@ -11,18 +11,11 @@ use std::path::{Path, PathBuf};
 
 /// The best complete trial by the objective.
 pub fn best(trials: &[Trial], objective: Objective) -> Option<&Trial> {
-    let score = |t: &Trial| {
-        let v = t.value.unwrap_or(f64::NAN);
-        if objective.maximise() {
-            v
-        } else {
-            -v
-        }
-    };
+    let loss = |t: &Trial| objective.loss(t.value.unwrap_or(f64::NAN));
     trials
         .iter()
         .filter(|t| t.state == TrialState::Complete && t.value.is_some_and(f64::is_finite))
-        .max_by(|a, b| score(a).total_cmp(&score(b)).then(b.number.cmp(&a.number)))
+        .min_by(|a, b| loss(a).total_cmp(&loss(b)).then(a.number.cmp(&b.number)))
 }
 
 /// Rewrites `trials.csv` and `best_trial.toml` (atomically).
@@ -61,10 +54,7 @@ pub fn write(dir: &Path, db: &Sqlite, objective: Objective) -> Result<()> {
         &w.into_inner().context("finishing trials.csv")?,
     )?;
     if let Some(b) = best(&trials, objective) {
-        let source = dir
-            .join("trials")
-            .join(b.number.to_string())
-            .join("resolved.toml");
+        let source = RunPaths::new(super::trial_dir(dir, b.number)).resolved();
         let text = std::fs::read_to_string(&source)
             .with_context(|| format!("reading the best trial's spec '{}'", source.display()))?;
         let header = format!(
@@ -138,12 +128,8 @@ pub fn show(dir: &Path) -> Result<String> {
     }
     let mut ranked: Vec<&Trial> = trials.iter().filter(|t| t.value.is_some()).collect();
     ranked.sort_by(|a, b| {
-        let (x, y) = (a.value.unwrap_or(f64::NAN), b.value.unwrap_or(f64::NAN));
-        if objective.maximise() {
-            y.total_cmp(&x)
-        } else {
-            x.total_cmp(&y)
-        }
+        let loss = |t: &Trial| objective.loss(t.value.unwrap_or(f64::NAN));
+        loss(a).total_cmp(&loss(b))
     });
     let _ = writeln!(
         out,
@@ -262,7 +248,6 @@ pub fn spearman(xs: &[f64], ys: &[f64]) -> Option<f64> {
 /// `runner study report`: `report.md` with the best trial, counts and reasons, parameter
 /// importance, and two figures (`best_so_far.png`, `parallel.png`).
 pub fn study_report(dir: &Path) -> Result<PathBuf> {
-    use crate::compare::plot;
     let db = open_existing(dir)?;
     let trials = db.trials()?;
     let objective = db.objective()?;
@@ -275,119 +260,126 @@ pub fn study_report(dir: &Path) -> Result<PathBuf> {
         dir.display(),
         state_counts(&trials)
     );
-    match best(&trials, objective) {
-        Some(b) => {
-            let _ = writeln!(
-                md,
-                "## Best trial: {}\n\n{} = {:.4}; its settings beyond the base spec:\n",
-                b.number,
-                objective.name(),
-                b.value.unwrap_or(f64::NAN)
-            );
-            for (k, v) in &b.params {
-                let _ = writeln!(md, "- `{k} = {v}`");
-            }
-            let _ = writeln!(md, "- `experiment.seed = {}` (derived from the study seed and the trial number)\n\nRunnable: `runner run {}`\n", b.seed, best_path(dir).display());
-        }
-        None => md.push_str("No trial has completed yet.\n\n"),
-    }
-    let reasons: BTreeSet<String> = trials
-        .iter()
-        .filter(|t| t.state == TrialState::Failed)
-        .filter_map(|t| t.reason.clone())
-        .collect();
-    if !reasons.is_empty() {
-        md.push_str("## Failures\n\n");
-        for reason in reasons {
-            let numbers: Vec<String> = trials
-                .iter()
-                .filter(|t| t.reason.as_deref() == Some(reason.as_str()))
-                .map(|t| t.number.to_string())
-                .collect();
-            let _ = writeln!(md, "- trials {}: {reason}", numbers.join(", "));
-        }
-        md.push('\n');
-    }
-    let keys: Vec<String> = complete
-        .iter()
-        .flat_map(|t| t.params.keys().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let scores: Vec<f64> = complete
-        .iter()
-        .map(|t| t.value.unwrap_or(f64::NAN))
-        .collect();
+    best_section(&mut md, &trials, objective, dir);
+    failures_section(&mut md, &trials);
     if complete.len() >= 3 {
-        md.push_str("## Parameter importance\n\nSpearman rank correlation of each parameter with the objective over complete trials (|ρ| near 1: it matters).\n\n| parameter | ρ |\n|---|---|\n");
-        let mut axes_values = Vec::new();
-        let mut rows = Vec::new();
-        for key in &keys {
-            let values: Vec<&toml::Value> =
-                complete.iter().filter_map(|t| t.params.get(key)).collect();
-            if values.len() != complete.len() {
-                continue;
-            }
-            let xs = numeric_axis(&values);
-            rows.push((key.clone(), spearman(&xs, &scores)));
-            axes_values.push((key.clone(), xs));
-        }
-        rows.sort_by(|a, b| {
-            b.1.map(f64::abs)
-                .unwrap_or(0.0)
-                .total_cmp(&a.1.map(f64::abs).unwrap_or(0.0))
-        });
-        for (key, rho) in rows {
-            let _ = writeln!(
-                md,
-                "| `{key}` | {} |",
-                rho.map(|r| format!("{r:+.3}"))
-                    .unwrap_or_else(|| "constant".into())
-            );
-        }
-        let names: Vec<String> = axes_values.iter().map(|(k, _)| k.clone()).collect();
-        let lines: Vec<(Vec<f64>, f64)> = (0..complete.len())
-            .map(|i| {
-                let values = axes_values
-                    .iter()
-                    .map(|(_, xs)| {
-                        let (lo, hi) = xs
-                            .iter()
-                            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-                                (a.min(*x), b.max(*x))
-                            });
-                        if hi > lo {
-                            (xs[i] - lo) / (hi - lo)
-                        } else {
-                            0.5
-                        }
-                    })
-                    .collect();
-                let s = if objective.maximise() {
-                    scores[i]
-                } else {
-                    -scores[i]
-                };
-                (values, s)
-            })
-            .collect();
-        plot::parallel(&names, &lines, &dir.join("parallel.png"))?;
-        md.push_str("\n![parameters against the objective](parallel.png)\n\n");
+        importance_section(&mut md, &complete, objective, dir)?;
     }
     let points: Vec<(u64, f64)> = complete
         .iter()
         .map(|t| (t.number, t.value.unwrap_or(f64::NAN)))
         .collect();
     if !points.is_empty() {
-        plot::best_so_far(
-            &points,
-            objective.maximise(),
-            objective.name(),
-            &dir.join("best_so_far.png"),
-        )?;
+        crate::compare::plot::best_so_far(&points, objective, &dir.join("best_so_far.png"))?;
         md.push_str("## Best so far\n\n![best value over trials](best_so_far.png)\n");
     }
     let path = dir.join("report.md");
     write_atomic(&path, md.as_bytes())?;
     Ok(path)
+}
+
+fn best_section(md: &mut String, trials: &[Trial], objective: Objective, dir: &Path) {
+    let Some(b) = best(trials, objective) else {
+        md.push_str("No trial has completed yet.\n\n");
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "## Best trial: {}\n\n{} = {:.4}; its settings beyond the base spec:\n",
+        b.number,
+        objective.name(),
+        b.value.unwrap_or(f64::NAN)
+    );
+    for (k, v) in &b.params {
+        let _ = writeln!(md, "- `{k} = {v}`");
+    }
+    let _ = writeln!(
+        md,
+        "- `experiment.seed = {}` (derived from the study seed and the trial number)\n\n\
+         Runnable: `runner run {}`\n",
+        b.seed,
+        best_path(dir).display()
+    );
+}
+
+/// Failed trials grouped by reason.
+fn failures_section(md: &mut String, trials: &[Trial]) {
+    let reasons: BTreeSet<String> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Failed)
+        .filter_map(|t| t.reason.clone())
+        .collect();
+    if reasons.is_empty() {
+        return;
+    }
+    md.push_str("## Failures\n\n");
+    for reason in reasons {
+        let numbers: Vec<String> = trials
+            .iter()
+            .filter(|t| t.reason.as_deref() == Some(reason.as_str()))
+            .map(|t| t.number.to_string())
+            .collect();
+        let _ = writeln!(md, "- trials {}: {reason}", numbers.join(", "));
+    }
+    md.push('\n');
+}
+
+/// Spearman's ρ of each parameter with the objective, and the parallel-coordinates figure.
+fn importance_section(
+    md: &mut String,
+    complete: &[&Trial],
+    objective: Objective,
+    dir: &Path,
+) -> Result<()> {
+    let keys: BTreeSet<String> = complete
+        .iter()
+        .flat_map(|t| t.params.keys().cloned())
+        .collect();
+    let scores: Vec<f64> = complete
+        .iter()
+        .map(|t| t.value.unwrap_or(f64::NAN))
+        .collect();
+    md.push_str("## Parameter importance\n\nSpearman rank correlation of each parameter with the objective over complete trials (|ρ| near 1: it matters).\n\n| parameter | ρ |\n|---|---|\n");
+    let mut axes = Vec::new();
+    let mut rows = Vec::new();
+    for key in &keys {
+        let values: Vec<&toml::Value> = complete.iter().filter_map(|t| t.params.get(key)).collect();
+        if values.len() != complete.len() {
+            continue;
+        }
+        let xs = numeric_axis(&values);
+        rows.push((key.clone(), spearman(&xs, &scores)));
+        axes.push((key.clone(), xs));
+    }
+    let strength = |rho: &Option<f64>| rho.map(f64::abs).unwrap_or(0.0);
+    rows.sort_by(|a, b| strength(&b.1).total_cmp(&strength(&a.1)));
+    for (key, rho) in rows {
+        let rho = rho
+            .map(|r| format!("{r:+.3}"))
+            .unwrap_or_else(|| "constant".into());
+        let _ = writeln!(md, "| `{key}` | {rho} |");
+    }
+    let names: Vec<String> = axes.iter().map(|(k, _)| k.clone()).collect();
+    let scaled: Vec<Vec<f64>> = axes.iter().map(|(_, xs)| unit_scale(xs)).collect();
+    let lines: Vec<(Vec<f64>, f64)> = (0..complete.len())
+        .map(|i| {
+            let values = scaled.iter().map(|xs| xs[i]).collect();
+            (values, -objective.loss(scores[i]))
+        })
+        .collect();
+    crate::compare::plot::parallel(&names, &lines, &dir.join("parallel.png"))?;
+    md.push_str("\n![parameters against the objective](parallel.png)\n\n");
+    Ok(())
+}
+
+/// `xs` mapped onto [0, 1] (0.5 where they are all equal).
+fn unit_scale(xs: &[f64]) -> Vec<f64> {
+    let (lo, hi) = xs
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(*x), b.max(*x))
+        });
+    xs.iter()
+        .map(|x| if hi > lo { (x - lo) / (hi - lo) } else { 0.5 })
+        .collect()
 }

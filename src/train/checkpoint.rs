@@ -113,6 +113,17 @@ pub struct Loaded {
     pub dir: PathBuf,
 }
 
+/// The `slot` checkpoint of a run directory, on the CPU backend (for eval, predict, score).
+pub fn load_run(run_dir: &Path, slot: Slot) -> Result<(Loaded, Device)> {
+    let dir = find(
+        &crate::artifacts::RunPaths::existing(run_dir)?.checkpoints(),
+        slot,
+    )?;
+    let device = Device::flex();
+    let loaded = load(&dir, &device)?;
+    Ok((loaded, device))
+}
+
 /// Loads a checkpoint with the model its own `spec.toml` describes.
 pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
     let spec_path = dir.join(SPEC_FILE);

@@ -242,12 +242,6 @@ struct Loop<'a> {
     decay_s: Option<f64>,
 }
 
-/// Stop decision after a step or an evaluation.
-enum Stop {
-    No,
-    Yes(StopReason),
-}
-
 /// Seed of the device's generator (dropout) at a step: a function of the run seed and the
 /// step alone, so that a resumed run draws the same masks as an uninterrupted one.
 fn step_seed(seed: u64, step: u64) -> u64 {
@@ -258,53 +252,16 @@ impl Loop<'_> {
     fn run(&mut self) -> Result<FitReport> {
         let spec = self.input.spec;
         let device = self.input.device;
-        let t = &spec.train;
-        device.seed(spec.experiment.seed);
-        let mut optim = optimiser(spec);
-        let (mut model, mut pos) = match self.input.resume.take() {
-            Some(r) => {
-                optim = r.optim;
-                self.restore_rows(r.rows);
-                (r.model, r.position)
-            }
-            None => {
-                let model = self
-                    .input
-                    .init
-                    .take()
-                    .unwrap_or_else(|| Model::init(spec, self.input.vocab.size(), device));
-                (model, Position::start(spec.experiment.seed))
-            }
-        };
-        self.offset_s = pos.train_s;
-        self.total_s += pos.train_s;
+        let (mut model, mut optim, mut pos) = self.start();
         let layout = crate::model::layout(spec, self.input.vocab);
         let loss_fn = crate::model::loss_fn(device);
-        let lengths: Vec<usize> = self
-            .input
-            .splits
-            .train
-            .iter()
-            .map(|e| e.prefix.len())
-            .collect();
-        let eval_every = EvalTrigger::new(&t.eval_every);
-        // The current epoch's order: redrawn from the saved generator on resume.
-        let mut order_rng = pos.epoch_rng.clone();
-        let mut batches = if pos.epoch == 0 {
-            Vec::new()
-        } else {
-            epoch_batches(&lengths, t.batch_size, &mut order_rng)
-        };
+        let mut order = EpochOrder::new(&self.input.splits.train, spec.train.batch_size, &pos);
+        let eval_every = EvalTrigger::new(&spec.train.eval_every);
         let mut last_eval = Instant::now();
         let reason = loop {
-            if pos.batch_index >= batches.len() {
-                pos.epoch_rng = order_rng.clone();
-                batches = epoch_batches(&lengths, t.batch_size, &mut order_rng);
-                pos.epoch += 1;
-                pos.batch_index = 0;
-            }
             let lr = self.schedule.lr(pos.step, self.progress(pos.step));
-            let refs: Vec<&crate::data::Example> = batches[pos.batch_index]
+            let refs: Vec<&crate::data::Example> = order
+                .next(&mut pos)
                 .iter()
                 .map(|&i| &self.input.splits.train[i])
                 .collect();
@@ -327,21 +284,12 @@ impl Loop<'_> {
                 );
                 break StopReason::Diverged;
             }
-            pos.step += 1;
-            pos.batch_index += 1;
-            pos.samples += batch_size as u64;
-            pos.loss_sum += loss_value;
-            pos.loss_count += 1;
-            pos.train_s = self.elapsed();
-
+            self.count_step(&mut pos, batch_size, loss_value);
             let stop = self.stop_after_step(pos.step);
-            if eval_every.due(pos.step, last_eval) || !matches!(stop, Stop::No) {
+            if eval_every.due(pos.step, last_eval) || stop.is_some() {
                 let after_eval = self.evaluate(&model, &optim, &mut pos, lr)?;
                 last_eval = Instant::now();
-                if let Stop::Yes(reason) = stop {
-                    break reason;
-                }
-                if let Stop::Yes(reason) = after_eval {
+                if let Some(reason) = stop.or(after_eval) {
                     break reason;
                 }
             }
@@ -353,18 +301,68 @@ impl Loop<'_> {
                 ));
             }
         };
+        self.close(reason, model, &optim, pos)
+    }
+
+    /// The model, optimiser and position to start from: a resumed run's, or fresh ones
+    /// (with `model.init_from`'s weights if given).
+    fn start(&mut self) -> (Model, ModuleOptimizer, Position) {
+        let spec = self.input.spec;
+        let device = self.input.device;
+        device.seed(spec.experiment.seed);
+        let (model, optim, pos) = match self.input.resume.take() {
+            Some(r) => {
+                self.restore_rows(r.rows);
+                (r.model, r.optim, r.position)
+            }
+            None => {
+                let model = self
+                    .input
+                    .init
+                    .take()
+                    .unwrap_or_else(|| Model::init(spec, self.input.vocab.size(), device));
+                (
+                    model,
+                    optimiser(spec),
+                    Position::start(spec.experiment.seed),
+                )
+            }
+        };
+        self.offset_s = pos.train_s;
+        self.total_s += pos.train_s;
+        (model, optim, pos)
+    }
+
+    fn count_step(&self, pos: &mut Position, batch_size: usize, loss: f64) {
+        pos.step += 1;
+        pos.batch_index += 1;
+        pos.samples += batch_size as u64;
+        pos.loss_sum += loss;
+        pos.loss_count += 1;
+        pos.train_s = self.elapsed();
+    }
+
+    /// Ends the loop: a diverged run keeps its last finite state in `checkpoints/last`
+    /// for inspection (the best checkpoint is untouched).
+    fn close(
+        &mut self,
+        reason: StopReason,
+        model: Model,
+        optim: &ModuleOptimizer,
+        pos: Position,
+    ) -> Result<FitReport> {
         self.bar.finish_and_clear();
         crate::logging::attach_bar(None);
         if reason == StopReason::Diverged && pos.step > 0 {
-            // Keep the last finite state for inspection; the best checkpoint is untouched.
             let state = self.train_state(&pos, None);
+            let checkpoints = self.input.run.checkpoints();
             checkpoint::save(
-                &self.input.run.checkpoints(),
+                &checkpoints,
                 Slot::Last,
                 &model,
-                &optim,
+                optim,
                 &state,
-                spec,
+                self.input.spec,
             )?;
         }
         Ok(FitReport {
@@ -387,11 +385,7 @@ impl Loop<'_> {
     /// Takes over the metrics of the run being resumed: its best row and patience count.
     fn restore_rows(&mut self, rows: Vec<MetricsRow>) {
         for row in &rows {
-            let improved = self.best.as_ref().is_none_or(|b| {
-                row.val_exact > b.val_exact
-                    || (row.val_exact == b.val_exact && row.val_loss < b.val_loss)
-            });
-            if improved {
+            if improves(row, self.best.as_ref()) {
                 self.best = Some(row.clone());
                 self.since_best = 0;
             } else {
@@ -412,16 +406,16 @@ impl Loop<'_> {
         }
     }
 
-    fn stop_after_step(&self, step: u64) -> Stop {
+    fn stop_after_step(&self, step: u64) -> Option<StopReason> {
         let t = &self.input.spec.train;
         if crate::signals::stop_requested() {
-            Stop::Yes(StopReason::Interrupted)
+            Some(StopReason::Interrupted)
         } else if t.max_steps > 0 && step >= t.max_steps {
-            Stop::Yes(StopReason::MaxSteps)
+            Some(StopReason::MaxSteps)
         } else if Instant::now() >= self.deadline {
-            Stop::Yes(StopReason::Budget)
+            Some(StopReason::Budget)
         } else {
-            Stop::No
+            None
         }
     }
 
@@ -433,15 +427,42 @@ impl Loop<'_> {
         optim: &ModuleOptimizer,
         pos: &mut Position,
         lr: f64,
-    ) -> Result<Stop> {
-        let spec = self.input.spec;
+    ) -> Result<Option<StopReason>> {
         let valid = model.valid();
+        let row = self.validation_row(&valid, pos, lr);
+        // The checkpoint keeps the loss accumulated so far when interrupted: a run stopped
+        // here and resumed writes the same next row as one that never stopped. Resuming
+        // from a regular evaluation starts a fresh accumulation, as the run itself does.
+        let mut state = self.train_state(pos, Some(row.val_exact));
+        (pos.loss_sum, pos.loss_count) = (0.0, 0);
+        if !crate::signals::stop_requested() {
+            (state.position.loss_sum, state.position.loss_count) = (0.0, 0);
+        }
+        self.save_checkpoints(&row, valid, model, optim, &state)?;
+        let keep_going = self.observer.on_eval(&row);
+        self.rows.push(row.clone());
+        write_csv(&self.input.run.metrics(), &self.rows)?;
+        let t = &self.input.spec.train;
+        Ok(if !keep_going {
+            Some(StopReason::Pruned)
+        } else if row.val_exact >= t.target_exact {
+            Some(StopReason::Target)
+        } else if t.patience > 0 && self.since_best >= t.patience {
+            Some(StopReason::Patience)
+        } else {
+            None
+        })
+    }
+
+    /// Scores `valid` on the validation set: the metrics row of this evaluation.
+    fn validation_row(&self, valid: &Model, pos: &Position, lr: f64) -> MetricsRow {
+        let spec = self.input.spec;
         let ValMetrics {
             loss,
             token_acc,
             exact,
         } = teacher_forced(
-            &valid,
+            valid,
             &self.input.splits.val,
             self.input.vocab,
             crate::model::layout(spec, self.input.vocab),
@@ -458,10 +479,6 @@ impl Loop<'_> {
             val_exact: exact,
             lr,
         };
-        // The checkpoint keeps the loss accumulated so far: a run interrupted here and
-        // resumed writes the same next row as one that never stopped.
-        let state = self.train_state(pos, Some(exact));
-        (pos.loss_sum, pos.loss_count) = (0.0, 0);
         info!(
             step = row.step,
             train_loss = format!("{:.4}", row.train_loss),
@@ -474,42 +491,29 @@ impl Loop<'_> {
             "step {} loss {:.4} val_exact {:.3}",
             row.step, row.train_loss, exact
         ));
-        let improved = self
-            .best
-            .as_ref()
-            .is_none_or(|b| exact > b.val_exact || (exact == b.val_exact && loss < b.val_loss));
+        row
+    }
+
+    /// `best` when the row is the best so far (by val_exact, then val_loss), and `last`.
+    fn save_checkpoints(
+        &mut self,
+        row: &MetricsRow,
+        valid: Model,
+        model: &Model,
+        optim: &ModuleOptimizer,
+        state: &TrainState,
+    ) -> Result<()> {
+        let spec = self.input.spec;
         let checkpoints = self.input.run.checkpoints();
-        let interrupted = crate::signals::stop_requested();
-        let mut state = state;
-        if !interrupted {
-            // Resuming from a regular evaluation starts a fresh accumulation, as the
-            // uninterrupted run does after writing this row.
-            state.position.loss_sum = 0.0;
-            state.position.loss_count = 0;
-        }
-        if improved {
-            checkpoint::save(&checkpoints, Slot::Best, model, optim, &state, spec)?;
+        if improves(row, self.best.as_ref()) {
+            checkpoint::save(&checkpoints, Slot::Best, model, optim, state, spec)?;
             self.best = Some(row.clone());
             self.best_model = Some(valid);
             self.since_best = 0;
         } else {
             self.since_best += 1;
         }
-        checkpoint::save(&checkpoints, Slot::Last, model, optim, &state, spec)?;
-        let keep_going = self.observer.on_eval(&row);
-        self.rows.push(row);
-        write_csv(&self.input.run.metrics(), &self.rows)?;
-        if !keep_going {
-            return Ok(Stop::Yes(StopReason::Pruned));
-        }
-        let t = &spec.train;
-        if exact >= t.target_exact {
-            return Ok(Stop::Yes(StopReason::Target));
-        }
-        if t.patience > 0 && self.since_best >= t.patience {
-            return Ok(Stop::Yes(StopReason::Patience));
-        }
-        Ok(Stop::No)
+        checkpoint::save(&checkpoints, Slot::Last, model, optim, state, spec)
     }
 
     fn train_state(&self, pos: &Position, val_exact: Option<f64>) -> TrainState {
@@ -534,6 +538,13 @@ impl Loop<'_> {
         };
         (1000.0 * by_time.max(by_steps).min(1.0)) as u64
     }
+}
+
+/// Is `row` better than `best`: a higher val_exact, or the same with a lower val_loss.
+fn improves(row: &MetricsRow, best: Option<&MetricsRow>) -> bool {
+    best.is_none_or(|b| {
+        row.val_exact > b.val_exact || (row.val_exact == b.val_exact && row.val_loss < b.val_loss)
+    })
 }
 
 /// One optimisation step on `batch`. Returns the model, the batch's loss, and false (with
@@ -594,6 +605,45 @@ fn progress_bar() -> ProgressBar {
     );
     crate::logging::attach_bar(Some(bar.clone()));
     bar
+}
+
+/// The order of training batches, epoch after epoch: bucketed by length, shuffled by a
+/// generator whose state before each epoch is saved, so a resume redraws the same order.
+struct EpochOrder {
+    lengths: Vec<usize>,
+    batch_size: usize,
+    rng: ChaCha8Rng,
+    batches: Vec<Vec<usize>>,
+}
+
+impl EpochOrder {
+    fn new(train: &[crate::data::Example], batch_size: usize, pos: &Position) -> Self {
+        let lengths: Vec<usize> = train.iter().map(|e| e.prefix.len()).collect();
+        let mut rng = pos.epoch_rng.clone();
+        // A resumed run redraws the order of the epoch it was in.
+        let batches = if pos.epoch == 0 {
+            Vec::new()
+        } else {
+            epoch_batches(&lengths, batch_size, &mut rng)
+        };
+        Self {
+            lengths,
+            batch_size,
+            rng,
+            batches,
+        }
+    }
+
+    /// The indices of the batch at `pos`, starting a new epoch when the current one ends.
+    fn next(&mut self, pos: &mut Position) -> &[usize] {
+        if pos.batch_index >= self.batches.len() {
+            pos.epoch_rng = self.rng.clone();
+            self.batches = epoch_batches(&self.lengths, self.batch_size, &mut self.rng);
+            pos.epoch += 1;
+            pos.batch_index = 0;
+        }
+        &self.batches[pos.batch_index]
+    }
 }
 
 /// When to evaluate: every N steps, or every interval of wall time.

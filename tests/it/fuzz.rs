@@ -80,7 +80,7 @@ proptest! {
     /// counts; invalid ones are the validator's unit tests.
     #[test]
     fn every_valid_attention_shape_builds_and_runs(
-        arch in prop::sample::select(vec![Arch::Gpt, Arch::Ber, Arch::Tra, Arch::Gru, Arch::Lstm]),
+        arch in prop::sample::select(Arch::all().to_vec()),
         n_heads in 1usize..5,
         head_dim in 1usize..6,
         d_ff in 1usize..16,
