@@ -263,6 +263,7 @@ fn evaluate_suite(args: &EvalArgs) -> Result<()> {
     let spec = &loaded.spec;
     let vocab = dataset::vocab(spec);
     let n = args.samples.unwrap_or(500);
+    crate::limits::check_examples(spec, n, "--samples")?;
     let seed = args.seed.unwrap_or_else(|| dataset::fresh_seed(spec));
     let mut sets = suite::generated_sets(spec, &vocab, n, seed);
     if let Some(path) = &args.data {

@@ -44,7 +44,9 @@ pub fn score(args: &ScoreArgs, run_spec: fn(&str, &[String]) -> Result<PathBuf>)
     // Check every config before spending time on the first.
     let mut base_seeds = Vec::new();
     for c in configs {
-        base_seeds.push(prepare(c, overrides)?.0.spec.experiment.seed);
+        let spec = prepare(c, overrides)?.0.spec;
+        crate::limits::check_examples(&spec, fresh, "--fresh")?;
+        base_seeds.push(spec.experiment.seed);
     }
     let mut table = String::from(
         "| config | seed | status | exact match (fresh) | best val exact | s to 99% val | wall s | train samples/s | params |\n\

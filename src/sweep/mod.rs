@@ -21,7 +21,7 @@ use burn::prelude::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use pruner::Pruner;
 use rand::SeedableRng;
-use sampler::Observation;
+use sampler::{Evidence, Observation};
 use space::Space;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -246,6 +246,33 @@ fn trial_seed(study_seed: u64, number: u64) -> u64 {
     (z ^ (z >> 31)) & (i64::MAX as u64)
 }
 
+/// Every trial as TPE ranks it (sampler.rs): complete ones by value, pruned ones by how far
+/// they got and their last reported value, failed and running ones (other workers', and
+/// interrupted ones about to be re-run) as bad. Dropping pruned trials made a pruned study
+/// propose from its start-up trials forever.
+pub fn observations(trials: &[Trial], objective: spec::Objective) -> Vec<Observation> {
+    trials
+        .iter()
+        .filter_map(|t| {
+            let evidence = match t.state {
+                TrialState::Complete => Evidence::Complete {
+                    loss: objective.loss(t.value?),
+                },
+                TrialState::Pruned => Evidence::Pruned {
+                    evals: t.intermediates.len(),
+                    loss: t.intermediates.last().copied().unwrap_or(f64::INFINITY),
+                },
+                TrialState::Failed => Evidence::Failed,
+                TrialState::Running | TrialState::Interrupted => Evidence::Running,
+            };
+            Some(Observation {
+                params: t.params.clone(),
+                evidence,
+            })
+        })
+        .collect()
+}
+
 fn propose(study: &Study, trials: &[Trial]) -> Option<Proposal> {
     let sweep = &study.spec().sweep;
     let number = trials.iter().map(|t| t.number + 1).max().unwrap_or(0);
@@ -254,17 +281,7 @@ fn propose(study: &Study, trials: &[Trial]) -> Option<Proposal> {
     let (params, grid_index) = match sweep.sampler {
         SamplerKind::Random => (study.space.sample(&mut rng), None),
         SamplerKind::Tpe => {
-            let history: Vec<Observation> = trials
-                .iter()
-                .filter(|t| t.state == TrialState::Complete)
-                .filter_map(|t| {
-                    let v = t.value?;
-                    Some(Observation {
-                        params: t.params.clone(),
-                        loss: sweep.objective.loss(v),
-                    })
-                })
-                .collect();
+            let history = observations(trials, sweep.objective);
             let params = sampler::tpe(&study.space, &history, sweep.startup_trials, &mut rng);
             (params, None)
         }
@@ -574,6 +591,107 @@ fn spawn_monitor(study: &Study, done: Arc<AtomicBool>) -> std::thread::JoinHandl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::{Objective, ParamSpec, SweepSpec};
+
+    fn one_param_space() -> Space {
+        let mut sweep = SweepSpec::default();
+        sweep.space.insert(
+            "train.lr".into(),
+            ParamSpec {
+                float: Some([0.0, 1.0]),
+                ..Default::default()
+            },
+        );
+        Space::from_spec(&sweep, "t").unwrap()
+    }
+
+    fn trial(number: u64, x: f64, state: TrialState, intermediates: Vec<f64>) -> Trial {
+        let mut params = space::Params::new();
+        params.insert("train.lr".into(), toml::Value::Float(x));
+        Trial {
+            number,
+            state,
+            params,
+            seed: number,
+            value: None,
+            best_step: None,
+            reason: None,
+            wall_s: None,
+            grid_index: None,
+            attempts: 1,
+            intermediates,
+        }
+    }
+
+    /// Mean distance to the optimum (0.8) of 200 TPE proposals after `trials`.
+    fn mean_distance_of_proposals(trials: &[Trial]) -> f64 {
+        let space = one_param_space();
+        let history = observations(trials, Objective::ValExact);
+        let total: f64 = (0..200u64)
+            .map(|seed| {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                let p = sampler::tpe(&space, &history, 5, &mut rng);
+                (p["train.lr"].as_float().unwrap() - 0.8).abs()
+            })
+            .sum();
+        total / 200.0
+    }
+
+    #[test]
+    fn tpe_learns_from_a_study_whose_trials_were_all_pruned() {
+        // Ten start-up trials, every one pruned: those nearer 0.8 got further before the
+        // pruner stopped them. Uniform proposals average |x - 0.8| = 0.34.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let trials: Vec<Trial> = (0..10)
+            .map(|n| {
+                let x: f64 = rand::Rng::gen(&mut rng);
+                let d = (x - 0.8).abs();
+                let evals = 1 + (6.0 * (1.0 - d)) as usize;
+                let losses = (0..evals).map(|_| -(1.0 - d)).collect();
+                trial(n, x, TrialState::Pruned, losses)
+            })
+            .collect();
+        let tpe = mean_distance_of_proposals(&trials);
+        eprintln!("TPE proposals average {tpe:.3} from the optimum (uniform: 0.34)");
+        assert!(tpe < 0.2, "proposals average {tpe:.3} from the optimum");
+    }
+
+    #[test]
+    fn the_report_flags_proposals_that_collapsed_and_not_a_spread_study() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut draw = |lo: f64, hi: f64| lo + (hi - lo) * rand::Rng::gen::<f64>(&mut rng);
+        let spread: Vec<Trial> = (0..16)
+            .map(|n| trial(n, draw(0.0, 1.0), TrialState::Complete, vec![]))
+            .collect();
+        assert_eq!(report::collapse_warning(&spread), None);
+        let mut stuck = spread[..6].to_vec();
+        stuck.extend((6..16).map(|n| trial(n, draw(0.40, 0.45), TrialState::Pruned, vec![])));
+        let warning = report::collapse_warning(&stuck).expect("flagged");
+        assert!(warning.contains("last 8 trials (8..15)"), "{warning}");
+        assert!(warning.contains("`train.lr`"), "{warning}");
+    }
+
+    #[test]
+    fn failed_and_running_trials_are_never_good() {
+        let trials = vec![
+            trial(0, 0.1, TrialState::Failed, vec![]),
+            trial(1, 0.2, TrialState::Running, vec![-0.9]),
+            trial(2, 0.3, TrialState::Interrupted, vec![]),
+            trial(3, 0.8, TrialState::Pruned, vec![-0.5, -0.6]),
+        ];
+        let history = observations(&trials, Objective::ValExact);
+        assert_eq!(history.len(), 4);
+        assert_eq!(history[0].evidence, Evidence::Failed);
+        assert_eq!(history[1].evidence, Evidence::Running);
+        assert_eq!(history[2].evidence, Evidence::Running);
+        assert_eq!(
+            history[3].evidence,
+            Evidence::Pruned {
+                evals: 2,
+                loss: -0.6
+            }
+        );
+    }
 
     #[test]
     fn time_to_target_ranks_every_success_before_every_miss() {

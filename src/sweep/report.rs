@@ -113,6 +113,11 @@ pub fn show(dir: &Path) -> Result<String> {
     let trials = db.trials()?;
     let objective = db.objective()?;
     let mut out = format!("study {}: {}\n", dir.display(), state_counts(&trials));
+    if collapse_warning(&trials).is_some() {
+        out.push_str(
+            "warning: the proposals collapsed into a small region; see `runner study report`\n",
+        );
+    }
     match best(&trials, objective) {
         Some(b) => {
             let _ = writeln!(
@@ -261,6 +266,9 @@ pub fn study_report(dir: &Path) -> Result<PathBuf> {
         state_counts(&trials)
     );
     best_section(&mut md, &trials, objective, dir);
+    if let Some(warning) = collapse_warning(&trials) {
+        let _ = writeln!(md, "## Warning: the proposals collapsed\n\n{warning}\n");
+    }
     failures_section(&mut md, &trials);
     if complete.len() >= 3 {
         importance_section(&mut md, &complete, objective, dir)?;
@@ -300,6 +308,57 @@ fn best_section(md: &mut String, trials: &[Trial], objective: Objective, dir: &P
         b.seed,
         best_path(dir).display()
     );
+}
+
+/// Trials proposed late in a study that all sit in a sliver of what the study explored:
+/// the sign of a sampler that stopped learning (TPE that saw only its start-up trials did
+/// this). The last third of the trials (at least 8) are compared with all of them, per
+/// parameter, on the axis `numeric_axis` gives (log10 for wide positive ranges).
+pub fn collapse_warning(trials: &[Trial]) -> Option<String> {
+    const SLIVER: f64 = 0.15;
+    let n = trials.len();
+    let recent = (n / 3).max(8);
+    if n < 12 || n < recent + 4 {
+        return None;
+    }
+    let keys: BTreeSet<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
+    let mut spans = Vec::new();
+    for key in keys {
+        let values: Vec<&toml::Value> = trials.iter().filter_map(|t| t.params.get(key)).collect();
+        if values.len() != n {
+            return None;
+        }
+        let axis = numeric_axis(&values);
+        let span = |xs: &[f64]| {
+            let (lo, hi) = xs
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                    (a.min(*x), b.max(*x))
+                });
+            hi - lo
+        };
+        let (all, late) = (span(&axis), span(&axis[n - recent..]));
+        if all > 0.0 && late > SLIVER * all {
+            return None;
+        }
+        spans.push(format!(
+            "`{key}` {:.0}%",
+            100.0 * late / all.max(f64::MIN_POSITIVE)
+        ));
+    }
+    if spans.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "The last {recent} trials ({}..{}) each sat within {:.0}% of the range the study \
+         explored on every parameter ({}). A sampler that keeps proposing one small region \
+         learns nothing more: check that trials are not all pruned or failing, or compare \
+         with `sweep.sampler = \"random\"`.",
+        trials[n - recent].number,
+        trials[n - 1].number,
+        100.0 * SLIVER,
+        spans.join(", ")
+    ))
 }
 
 /// Failed trials grouped by reason.

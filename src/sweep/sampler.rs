@@ -1,41 +1,100 @@
 //! Samplers: random, and a univariate Tree-structured Parzen Estimator (TPE, as in Optuna's
-//! default): split finished trials into the best `GAMMA` and the rest, model each parameter
-//! under both with a Parzen mixture, and pick, among candidates drawn from the good model,
-//! the one with the highest good/bad density ratio. Grid points are handed out by storage.
+//! default): rank the trials, split them into the best `GAMMA` and the rest, model each
+//! parameter under both with a Parzen mixture, and pick, among candidates drawn from the
+//! good model, the one with the highest good/bad density ratio. Grid points are handed out
+//! by storage.
+//!
+//! Every trial teaches the sampler something, as in Optuna: complete trials rank by their
+//! value; pruned trials after them, deeper ones first and then by their value at the last
+//! evaluation; failed trials (a diverging learning rate, say) and trials still running
+//! elsewhere (a "constant liar", so that parallel workers do not all propose the same
+//! point) are always among the bad.
 
 use super::space::{from_unit, to_unit, Param, Params, Space};
 use rand::Rng;
 
-/// A finished trial as the sampler sees it: lower `loss` is better.
+/// What a trial tells the sampler, as it ranks it; losses are lower-is-better.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Evidence {
+    Complete {
+        loss: f64,
+    },
+    /// Stopped by the pruner after `evals` evaluations, the last with loss `loss`.
+    Pruned {
+        evals: usize,
+        loss: f64,
+    },
+    Failed,
+    Running,
+}
+
+impl Evidence {
+    /// Sort key, best first: complete by loss, then pruned by depth and loss, then the rest.
+    fn rank(&self) -> (u8, f64, f64) {
+        let finite = |x: f64| if x.is_nan() { f64::INFINITY } else { x };
+        match *self {
+            Evidence::Complete { loss } => (0, finite(loss), 0.0),
+            Evidence::Pruned { evals, loss } => (1, -(evals as f64), finite(loss)),
+            Evidence::Failed | Evidence::Running => (2, 0.0, 0.0),
+        }
+    }
+
+    /// Complete and pruned trials have a value to rank by; the others only say "not here".
+    fn ranked(&self) -> bool {
+        matches!(self, Evidence::Complete { .. } | Evidence::Pruned { .. })
+    }
+}
+
+/// A trial as the sampler sees it.
 #[derive(Debug, Clone)]
 pub struct Observation {
     pub params: Params,
-    pub loss: f64,
+    pub evidence: Evidence,
 }
 
 const GAMMA: f64 = 0.25;
 const CANDIDATES: usize = 24;
 
-/// TPE's suggestion; random while fewer than `startup` observations exist.
+/// TPE's suggestion; random while fewer than `startup` trials have ended with a value
+/// (complete or pruned).
 pub fn tpe<R: Rng>(space: &Space, history: &[Observation], startup: usize, rng: &mut R) -> Params {
-    if history.len() < startup.max(2) {
+    let ranked = history.iter().filter(|o| o.evidence.ranked()).count();
+    if ranked < startup.max(2) {
         return space.sample(rng);
     }
-    let mut sorted: Vec<&Observation> = history.iter().collect();
-    sorted.sort_by(|a, b| a.loss.total_cmp(&b.loss));
-    let n_good = ((GAMMA * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len() - 1);
-    let (good, bad) = sorted.split_at(n_good);
+    let (good, bad) = split(history, ranked);
+    if good.is_empty() || bad.is_empty() {
+        return space.sample(rng);
+    }
     space
         .params
         .iter()
         .map(|(key, p)| {
             let value = match p {
-                Param::Choice(choices) => pick_choice(key, choices, good, bad, rng),
-                _ => pick_numeric(key, p, good, bad, rng),
+                Param::Choice(choices) => pick_choice(key, choices, &good, &bad, rng),
+                _ => pick_numeric(key, p, &good, &bad, rng),
             };
             (key.clone(), value)
         })
         .collect()
+}
+
+/// The best `GAMMA` of the ranked trials, and all the others.
+fn split(history: &[Observation], ranked: usize) -> (Vec<&Observation>, Vec<&Observation>) {
+    let mut sorted: Vec<&Observation> = history.iter().collect();
+    sorted.sort_by(|a, b| {
+        let (x, y) = (a.evidence.rank(), b.evidence.rank());
+        x.0.cmp(&y.0)
+            .then(x.1.total_cmp(&y.1))
+            .then(x.2.total_cmp(&y.2))
+    });
+    // At least one good trial when any is ranked; never all: the bad model needs points.
+    let n_good = ((GAMMA * ranked as f64).ceil() as usize)
+        .max(1)
+        .min(ranked)
+        .min(sorted.len().saturating_sub(1));
+    let bad = sorted.split_off(n_good);
+    (sorted, bad)
 }
 
 fn pick_numeric<R: Rng>(
@@ -196,9 +255,18 @@ mod tests {
                 s.sample(&mut rng)
             };
             let loss = objective(&params);
-            history.push(Observation { params, loss });
+            history.push(Observation {
+                params,
+                evidence: Evidence::Complete { loss },
+            });
         }
-        history.iter().map(|o| o.loss).fold(f64::INFINITY, f64::min)
+        history
+            .iter()
+            .filter_map(|o| match o.evidence {
+                Evidence::Complete { loss } => Some(loss),
+                _ => None,
+            })
+            .fold(f64::INFINITY, f64::min)
     }
 
     #[test]
@@ -222,6 +290,66 @@ mod tests {
     }
 
     #[test]
+    fn ranking_puts_complete_then_deeper_pruned_first_and_never_failed_or_running_in_good() {
+        let obs = |evidence| Observation {
+            params: Params::new(),
+            evidence,
+        };
+        let history = vec![
+            obs(Evidence::Running),
+            obs(Evidence::Pruned {
+                evals: 2,
+                loss: -0.9,
+            }),
+            obs(Evidence::Failed),
+            obs(Evidence::Pruned {
+                evals: 5,
+                loss: -0.1,
+            }),
+            obs(Evidence::Complete { loss: 0.3 }),
+            obs(Evidence::Pruned {
+                evals: 5,
+                loss: -0.4,
+            }),
+            obs(Evidence::Complete { loss: -0.2 }),
+            obs(Evidence::Running),
+        ];
+        let (good, bad) = split(&history, 5);
+        // ceil(0.25 * 5 ranked) = 2 good: the two complete trials, best first.
+        let outcomes: Vec<Evidence> = good.iter().map(|o| o.evidence).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                Evidence::Complete { loss: -0.2 },
+                Evidence::Complete { loss: 0.3 }
+            ]
+        );
+        let order: Vec<Evidence> = bad.iter().take(3).map(|o| o.evidence).collect();
+        assert_eq!(
+            order,
+            vec![
+                Evidence::Pruned {
+                    evals: 5,
+                    loss: -0.4
+                },
+                Evidence::Pruned {
+                    evals: 5,
+                    loss: -0.1
+                },
+                Evidence::Pruned {
+                    evals: 2,
+                    loss: -0.9
+                },
+            ]
+        );
+        // Only failed and running trials: nothing is good.
+        let unranked = [obs(Evidence::Failed), obs(Evidence::Running)];
+        let (good, bad) = split(&unranked, 0);
+        assert!(good.is_empty());
+        assert_eq!(bad.len(), 2);
+    }
+
+    #[test]
     fn tpe_is_random_during_startup_and_stays_in_range() {
         let s = space();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
@@ -229,7 +357,9 @@ mod tests {
             .map(|_| {
                 let params = s.sample(&mut rng);
                 Observation {
-                    loss: objective(&params),
+                    evidence: Evidence::Complete {
+                        loss: objective(&params),
+                    },
                     params,
                 }
             })

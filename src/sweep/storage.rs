@@ -59,6 +59,8 @@ pub struct Trial {
     pub grid_index: Option<u64>,
     /// How many times the trial was started (re-runs after a crash count).
     pub attempts: u32,
+    /// The values it reported at each evaluation, as losses (lower is better), in order.
+    pub intermediates: Vec<f64>,
 }
 
 /// A new trial's parameters, from the sampler or the grid.
@@ -298,6 +300,7 @@ fn row_to_trial(row: &rusqlite::Row) -> Result<Trial> {
         wall_s: row.get("wall_s")?,
         grid_index: row.get::<_, Option<i64>>("grid_index")?.map(|g| g as u64),
         attempts: row.get::<_, i64>("attempts")? as u32,
+        intermediates: Vec::new(),
     })
 }
 
@@ -308,7 +311,23 @@ fn load_trials(conn: &Connection) -> Result<Vec<Trial>> {
     while let Some(row) = rows.next()? {
         trials.push(row_to_trial(row)?);
     }
+    let mut values = load_intermediates(conn)?;
+    for t in &mut trials {
+        t.intermediates = values.remove(&t.number).unwrap_or_default();
+    }
     Ok(trials)
+}
+
+fn load_intermediates(conn: &Connection) -> Result<HashMap<u64, Vec<f64>>> {
+    let mut stmt =
+        conn.prepare("SELECT number, value FROM intermediate ORDER BY number, eval_index")?;
+    let mut out: HashMap<u64, Vec<f64>> = HashMap::new();
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))?;
+    for row in rows {
+        let (n, v) = row?;
+        out.entry(n as u64).or_default().push(v);
+    }
+    Ok(out)
 }
 
 /// An interrupted trial, or a running one whose worker is gone: dead on this host, or
@@ -455,16 +474,7 @@ impl Storage for Sqlite {
     }
 
     fn intermediates(&self) -> Result<HashMap<u64, Vec<f64>>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT number, value FROM intermediate ORDER BY number, eval_index")?;
-        let mut out: HashMap<u64, Vec<f64>> = HashMap::new();
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))?;
-        for row in rows {
-            let (n, v) = row?;
-            out.entry(n as u64).or_default().push(v);
-        }
-        Ok(out)
+        load_intermediates(&self.conn)
     }
 }
 
