@@ -11,12 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${1:-3}
 TRIALS=${2:-20}
-SPEC=configs/search_gru.toml
+SPEC=scripts/sweeps/search_gru_short.toml
 OUT=bench/sweeps-$(date +%Y%m%d-%H%M%S)
-# Short, reproducible trials: 200 steps, an evaluation every 40 (5 in all); the pruner
-# judges from the third evaluation on, as Optuna's MedianPruner with n_warmup_steps=2 does.
-COMMON=(train.max_steps=200 train.eval_every=40 'train.budget="10min"')
-PRUNE=(sweep.pruner=median sweep.startup_trials=5 sweep.prune_warmup_evals=2)
+# The spec holds the space, the step-based trial budget and the pruner settings; Optuna's
+# script reads the same space and gets the same pruner settings (median, 5 start-up trials,
+# judged from the third evaluation on).
 
 cargo build --release
 RUNNER=$PWD/target/release/runner
@@ -30,11 +29,9 @@ mkdir -p "$OUT"
 jobs=()
 for seed in $(seq 1 "$SEEDS"); do
   for sampler in tpe random; do
-    jobs+=("$RUNNER sweep $SPEC ${COMMON[*]} ${PRUNE[*]} sweep.sampler=$sampler sweep.seed=$seed sweep.trials=$TRIALS experiment.name=$sampler-s$seed experiment.out_dir=$OUT")
+    jobs+=("$RUNNER sweep $SPEC sweep.sampler=$sampler sweep.seed=$seed sweep.trials=$TRIALS experiment.name=$sampler-s$seed experiment.out_dir=$OUT")
   done
-  args=""
-  for c in "${COMMON[@]}"; do args+=" --set $c"; done
-  jobs+=("$VENV/bin/python scripts/sweeps/optuna_search.py --runner $RUNNER --spec $SPEC --trials $TRIALS --seed $seed --startup 5 --warmup-evals 2 --out $OUT/optuna-tpe-s$seed$args")
+  jobs+=("$VENV/bin/python scripts/sweeps/optuna_search.py --runner $RUNNER --spec $SPEC --trials $TRIALS --seed $seed --startup 5 --warmup-evals 2 --out $OUT/optuna-tpe-s$seed")
 done
 printf '%s\n' "${jobs[@]}" | xargs -P 2 -I{} sh -c '{} > /dev/null 2>>'"$OUT"'/log.txt'
 "$VENV/bin/python" scripts/sweeps/report.py "$OUT" | tee "$OUT/report.md"

@@ -1,7 +1,7 @@
 //! The second reliability pass (docs/reliability.md): each test reproduces a defect found
 //! by trying the runner as a hostile but fair user would, and pins what it does now.
 
-use crate::common::{Workspace, TINY};
+use crate::common::{without_elapsed, Workspace, TINY};
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use std::path::Path;
@@ -62,17 +62,8 @@ fn foreign_runner_variables_are_left_alone_and_documented_ones_read_as_toml() {
         .env("RUNNER_TRAIN__LR", "1e-3")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let dir = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("run directory: "))
-        .unwrap();
-    let resolved = std::fs::read_to_string(ws.path().join(dir).join("resolved.toml")).unwrap();
+    let run = ws.run_dir_of(&out);
+    let resolved = std::fs::read_to_string(run.join("resolved.toml")).unwrap();
     assert!(resolved.contains("lr = 0.001"), "{resolved}");
     ws.runner()
         .args(["run", "tiny.toml"])
@@ -216,17 +207,8 @@ fn a_run_killed_before_its_first_evaluation_resumes_from_step_zero() {
         .success()
         .stderr(contains("step 0"));
     assert!(!run.join("dataset/.tmp-AbC123").exists());
-    let strip = |text: &str| -> Vec<String> {
-        text.lines()
-            .map(|l| {
-                let mut cols: Vec<&str> = l.split(',').collect();
-                cols.remove(2);
-                cols.join(",")
-            })
-            .collect()
-    };
     let again = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    assert_eq!(strip(&again), strip(&reference));
+    assert_eq!(without_elapsed(&again), without_elapsed(&reference));
 }
 
 #[test]
@@ -286,18 +268,7 @@ fn outputs_honour_the_umask() {
         ))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let run = ws.path().join(
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("run directory: "))
-            .unwrap(),
-    );
+    let run = ws.run_dir_of(&out);
     for file in [
         "summary.json",
         "metrics.csv",

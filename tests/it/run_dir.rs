@@ -203,16 +203,7 @@ fn same_spec_same_metrics_except_timing() {
     let a = ws.run_ok("tiny.toml", &[]);
     let b = ws.run_ok("tiny.toml", &[]);
     assert_ne!(a, b, "a second run gets its own directory");
-    let strip = |dir: &Path| -> Vec<String> {
-        read(&dir.join("metrics.csv"))
-            .lines()
-            .map(|l| {
-                let mut cols: Vec<&str> = l.split(',').collect();
-                cols.remove(2); // elapsed_s
-                cols.join(",")
-            })
-            .collect()
-    };
+    let strip = |dir: &Path| crate::common::without_elapsed(&read(&dir.join("metrics.csv")));
     assert_eq!(strip(&a), strip(&b));
     assert_eq!(read(&a.join("eval.csv")), read(&b.join("eval.csv")));
     // Running the saved resolved.toml reproduces the run too.

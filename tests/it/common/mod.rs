@@ -81,6 +81,11 @@ impl Workspace {
             .args(overrides)
             .output()
             .expect("runner runs");
+        self.run_dir_of(&out)
+    }
+
+    /// The run directory a successful `runner run` printed.
+    pub fn run_dir_of(&self, out: &std::process::Output) -> PathBuf {
         assert!(
             out.status.success(),
             "runner run failed: {}",
@@ -93,6 +98,19 @@ impl Workspace {
             .expect("run directory printed");
         self.path().join(line)
     }
+}
+
+/// The lines of a metrics.csv text without the elapsed_s column (the one that depends on
+/// the machine's speed).
+pub fn without_elapsed(metrics: &str) -> Vec<String> {
+    metrics
+        .lines()
+        .map(|l| {
+            let mut cols: Vec<&str> = l.split(',').collect();
+            cols.remove(2);
+            cols.join(",")
+        })
+        .collect()
 }
 
 /// burn's CPU device has one random generator per process: tests that initialise or train
