@@ -60,7 +60,7 @@ pub fn check_spec(spec: &Spec, origin: &str) -> Result<(), UserError> {
     if total <= 0.8 * memory {
         return Ok(());
     }
-    let (what, _, key) = parts
+    let (what, largest, key) = parts
         .iter()
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .expect("three parts");
@@ -71,7 +71,7 @@ pub fn check_spec(spec: &Spec, origin: &str) -> Result<(), UserError> {
             "this run would need about {:.1} GiB ({what} alone {:.1} GiB), but this machine \
              has {:.1} GiB of memory; use smaller sizes",
             total / GIB,
-            parts.iter().find(|p| p.0 == *what).map_or(0.0, |p| p.1) / GIB,
+            largest / GIB,
             memory / GIB
         ),
     ))

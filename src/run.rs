@@ -49,10 +49,7 @@ fn check_init_from(spec: &Spec, device: &Device, origin: &str) -> Result<(), Use
     let fail = |m: String| UserError::new(origin, Some("model.init_from"), m);
     let dir = checkpoint::find(&RunPaths::new(from).checkpoints(), Slot::Best)
         .map_err(|e| fail(format!("'{from}': {e:#}")))?;
-    let text = std::fs::read_to_string(dir.join("spec.toml"))
-        .map_err(|e| fail(format!("'{}': {e}", dir.display())))?;
-    let other: Spec =
-        toml::from_str(&text).map_err(|e| fail(format!("'{}': {e}", dir.display())))?;
+    let other = checkpoint::read_spec(&dir).map_err(|e| fail(e.to_string()))?;
     if other.model.arch != spec.model.arch {
         return Err(fail(format!(
             "'{from}' holds a {} model; this spec builds a {} (model.arch)",

@@ -126,13 +126,17 @@ pub fn load_run(run_dir: &Path, slot: Slot) -> Result<(Loaded, Device)> {
 
 /// Loads a checkpoint with the model its own `spec.toml` describes.
 pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
-    let spec_path = dir.join(SPEC_FILE);
-    let spec: Spec = toml::from_str(&read(&spec_path)?)
-        .map_err(|e| damaged(&spec_path, format!("is not a valid spec: {e}")))?;
+    let spec = read_spec(dir)?;
     load_into(dir, &spec, device).map(|mut l| {
         l.spec = spec;
         l
     })
+}
+
+/// The spec a checkpoint was saved with (enough to rebuild its model).
+pub fn read_spec(dir: &Path) -> Result<Spec, UserError> {
+    let path = dir.join(SPEC_FILE);
+    toml::from_str(&read(&path)?).map_err(|e| damaged(&path, format!("is not a valid spec: {e}")))
 }
 
 /// Loads a checkpoint's weights into the model `spec` describes (they must fit).
