@@ -42,6 +42,19 @@ pub fn run(cli: Cli) -> Result<()> {
             prefix,
             checkpoint,
         } => predict(&run_dir, &prefix, checkpoint),
+        Command::Merge {
+            run_dir,
+            checkpoint,
+        } => {
+            let m = crate::merge::merge(&run_dir, checkpoint)?;
+            println!(
+                "merged: {} ({} parameters with adapters, {} merged)",
+                m.dir.display(),
+                m.params_before,
+                m.params_after
+            );
+            Ok(())
+        }
         Command::Score(args) => crate::score::score(&args, run_spec),
         Command::Sweep(args) => {
             print!("{}", sweep::sweep(args)?);

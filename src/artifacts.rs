@@ -104,13 +104,15 @@ pub fn create_run_dir(out_dir: &Path, name: &str) -> Result<PathBuf> {
     unreachable!("the loop returns or tries another suffix")
 }
 
-/// The two checkpoints a run keeps.
+/// The checkpoints a run keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Slot {
     /// The best validation exact match so far (then the lowest validation loss).
     Best,
     /// The latest evaluation: where a resumed run continues.
     Last,
+    /// `best` with its LoRA adapters folded into plain weights (`runner merge`).
+    Merged,
 }
 
 impl Slot {
@@ -119,6 +121,7 @@ impl Slot {
         match self {
             Slot::Best => "best",
             Slot::Last => "last",
+            Slot::Merged => "merged",
         }
     }
 }
@@ -143,6 +146,10 @@ impl RunPaths {
     }
     pub fn summary(&self) -> PathBuf {
         self.root.join("summary.json")
+    }
+    /// How the model started: weights taken from another run, reset, frozen, adapted.
+    pub fn start_report(&self) -> PathBuf {
+        self.root.join("start.json")
     }
     pub fn eval_csv(&self) -> PathBuf {
         self.root.join("eval.csv")

@@ -44,6 +44,14 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Fold a LoRA run's adapters into plain weights: writes checkpoints/merged/, which
+    /// eval and predict read with `--checkpoint merged`.
+    Merge {
+        run_dir: PathBuf,
+        /// The checkpoint to merge.
+        #[arg(long, value_enum, default_value_t = Slot::Best)]
+        checkpoint: Slot,
+    },
     /// Score a run's best checkpoint on fresh examples or a JSONL file.
     Eval(EvalArgs),
     /// Runs side by side: differing spec keys, results, and results at equal cost.

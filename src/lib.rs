@@ -11,6 +11,7 @@ pub mod error;
 pub mod eval;
 pub mod limits;
 pub mod logging;
+pub mod merge;
 pub mod model;
 pub mod run;
 pub mod runs;

@@ -21,11 +21,11 @@ use tracing::{info, warn};
 
 /// Everything that can be checked before a file is written: the spec, the dataset size,
 /// what this machine can hold, the device this build supports, and the run to start from
-/// (`model.init_from`).
+/// (`model.init_from`) and the parts it names.
 pub fn prepare(arg: &str, overrides: &[String]) -> Result<(Resolved, Device)> {
     let resolved = spec::load(arg, overrides)?;
     let device = check_machine(&resolved.spec, "").map_err(|e| resolved.blame(e))?;
-    check_init_from(&resolved.spec, &device, "").map_err(|e| resolved.blame(e))?;
+    check_start(&resolved.spec, &device).map_err(|e| resolved.blame(e))?;
     Ok((resolved, device))
 }
 
@@ -39,71 +39,12 @@ fn check_machine(spec: &Spec, origin: &str) -> Result<Device, UserError> {
     })
 }
 
-/// The checkpoint `model.init_from` names must exist and its weights must load into the
-/// model this spec builds (same architecture, sizes and vocabulary).
-fn check_init_from(spec: &Spec, device: &Device, origin: &str) -> Result<(), UserError> {
-    let from = &spec.model.init_from;
-    if from.is_empty() {
-        return Ok(());
-    }
-    let fail = |m: String| UserError::new(origin, Some("model.init_from"), m);
-    let dir = checkpoint::find(&RunPaths::new(from).checkpoints(), Slot::Best)
-        .map_err(|e| fail(format!("'{from}': {e:#}")))?;
-    let other = checkpoint::read_spec(&dir).map_err(|e| fail(e.to_string()))?;
-    if other.model.arch != spec.model.arch {
-        return Err(fail(format!(
-            "'{from}' holds a {} model; this spec builds a {} (model.arch)",
-            other.model.arch.name(),
-            spec.model.arch.name()
-        )));
-    }
-    if other.data.pairs != spec.data.pairs {
-        return Err(fail(format!(
-            "'{from}' was trained on pairs {:?}; this spec uses {:?} (data.pairs): the vocabularies differ",
-            other.data.pairs, spec.data.pairs
-        )));
-    }
-    let differing = size_keys_differing(&other, spec);
-    if !differing.is_empty() {
-        return Err(fail(format!(
-            "'{from}' holds a model of other sizes: {}; use the same sizes to start from its weights",
-            differing.join(", ")
-        )));
-    }
-    // The sizes agree; loading proves the weights themselves fit.
-    checkpoint::load_into(&dir, spec, device)
-        .map(|_| ())
-        .map_err(|e| fail(format!("{e:#}")))
-}
-
-/// The model keys whose values differ between two specs, as `key: theirs -> ours`.
-fn size_keys_differing(theirs: &Spec, ours: &Spec) -> Vec<String> {
-    let table = |s: &Spec| toml::Value::try_from(&s.model).expect("a ModelSpec serialises");
-    let (a, b) = (table(theirs), table(ours));
-    let (Some(a), Some(b)) = (a.as_table(), b.as_table()) else {
-        return Vec::new();
-    };
-    let mut differing: Vec<String> = ours
-        .model
-        .arch
-        .size_keys()
-        .iter()
-        .filter(|k| a.get(**k) != b.get(**k))
-        .map(|k| {
-            let show = |t: &toml::Table| t.get(*k).map(|v| v.to_string()).unwrap_or_default();
-            format!("model.{k} {} -> {}", show(a), show(b))
-        })
-        .collect();
-    let learned = ours.model.pos_encoding == crate::spec::PosEncoding::Learned;
-    if learned && !ours.model.arch.is_recurrent() && theirs.max_positions() != ours.max_positions()
-    {
-        differing.push(format!(
-            "positions (model.max_positions) {} -> {}",
-            theirs.max_positions(),
-            ours.max_positions()
-        ));
-    }
-    differing
+/// The model this spec starts from can be built: `model.init_from`'s weights fit (same
+/// architecture and pairs, no parameter of the same name and another shape), and the parts
+/// `model.reset`, `model.lora.targets` and `train.freeze` name exist.
+fn check_start(spec: &Spec, device: &Device) -> Result<(), UserError> {
+    let vocab = dataset::vocab(spec);
+    crate::model::start::start(spec, vocab.size(), device).map(|_| ())
 }
 
 /// Runs `resolved` in `root` (an existing, empty directory) and writes every file of a run.
@@ -132,29 +73,36 @@ pub fn execute(
     for o in &resolved.overrides {
         info!(override_ = %o, "override");
     }
-    let init = init_weights(spec, device)?;
+    let init = initial_model(spec, device, &run)?;
     train_and_finish(
         spec,
         device,
         &run,
         started,
         spec.budget(),
-        init,
+        Some(init),
         None,
         observer,
     )
 }
 
-/// The weights `model.init_from` names, on the training device; None for a fresh start.
-fn init_weights(spec: &Spec, device: &Device) -> Result<Option<crate::model::Model>> {
-    let from = spec.model.init_from.as_str();
-    if from.is_empty() {
-        return Ok(None);
+/// The model this run starts training (see `model::start`), on the training device; says
+/// in the log and in `start.json` what it took from where.
+fn initial_model(spec: &Spec, device: &Device, run: &RunPaths) -> Result<crate::model::Model> {
+    let vocab = dataset::vocab(spec);
+    let start = crate::model::start::start(spec, vocab.size(), &device.clone().autodiff())?;
+    let r = &start.report;
+    if let Some(from) = &r.init_from {
+        info!(from = %from, loaded = r.loaded.len(), reset = ?r.reset, fresh = ?r.fresh, "starting from the weights of another run");
     }
-    let dir = checkpoint::find(&RunPaths::new(from).checkpoints(), Slot::Best)?;
-    let loaded = checkpoint::load_into(&dir, spec, &device.clone().autodiff())?;
-    info!(from = %dir.display(), "starting from the weights of another run");
-    Ok(Some(loaded.model))
+    if !r.frozen.is_empty() {
+        info!(frozen = ?r.frozen, "frozen (train.freeze)");
+    }
+    if !r.adapted.is_empty() {
+        info!(adapted = ?r.adapted, "LoRA adapters (model.lora); every base weight frozen");
+    }
+    write_json(&run.start_report(), r)?;
+    Ok(start.model)
 }
 
 /// The dataset (drawn again from the seed), training, and what comes after.
@@ -231,19 +179,19 @@ pub fn resume(run_dir: &Path, budget: Option<HumanDuration>) -> Result<Summary> 
     let Some(resumable) = resumable else {
         warn!("no checkpoint yet (the run ended before its first evaluation): starting again from step 0");
         eprintln!("note: no checkpoint yet; the run starts again from step 0");
-        let init = init_weights(&spec, &device)?;
+        let init = initial_model(&spec, &device, &run)?;
         return train_and_finish(
             &spec,
             &device,
             &run,
             started,
             remaining,
-            init,
+            Some(init),
             None,
             &mut train::Unobserved,
         );
     };
-    let from = resume_from(resumable, &run);
+    let from = resume_from(resumable, &spec, &run)?;
     train_and_finish(
         &spec,
         &device,
@@ -258,7 +206,11 @@ pub fn resume(run_dir: &Path, budget: Option<HumanDuration>) -> Result<Summary> 
 
 /// The loop's starting point from a loaded checkpoint, with the metrics rows up to it;
 /// says so when `last` could not be used.
-fn resume_from(resumable: checkpoint::Resumable, run: &RunPaths) -> train::ResumeFrom {
+fn resume_from(
+    resumable: checkpoint::Resumable,
+    spec: &Spec,
+    run: &RunPaths,
+) -> Result<train::ResumeFrom> {
     let loaded = resumable.loaded;
     if loaded.dir != run.checkpoint(Slot::Last) {
         let dir = loaded
@@ -275,12 +227,15 @@ fn resume_from(resumable: checkpoint::Resumable, run: &RunPaths) -> train::Resum
         .into_iter()
         .filter(|r| r.step <= position.step)
         .collect();
-    train::ResumeFrom {
-        model: loaded.model,
+    // Checkpoints keep weights, not which of them train: LoRA bases come back frozen with
+    // the adapters' structure, `train.freeze` is applied again.
+    let (model, _) = crate::model::start::freeze(loaded.model, spec)?;
+    Ok(train::ResumeFrom {
+        model,
         optim: resumable.optim,
         position,
         rows,
-    }
+    })
 }
 
 /// A resume reads no `RUNNER_*` variables; say so when some are set.
@@ -350,6 +305,7 @@ fn finish(
         .as_ref()
         .map(|m| m.num_params())
         .unwrap_or_else(|| crate::model::Model::init(spec, vocab.size(), device).num_params());
+    let start = read_start_report(run)?;
     let test = match &best_model {
         Some(model) => Some(final_test(model, spec, vocab, splits, device, run)?),
         None => None,
@@ -377,6 +333,8 @@ fn finish(
         train_s: report.train_s,
         samples_per_s: report.samples as f64 / report.train_s.max(1e-9),
         params,
+        trained_params: start.as_ref().map(|s| s.params.trained),
+        start,
         backend: backend::describe(spec.experiment.device),
         threads: spec.experiment.threads,
     };
@@ -394,6 +352,19 @@ fn finish(
         "done"
     );
     Ok(summary)
+}
+
+/// The `start.json` this run wrote when it began (none in runs older than it).
+fn read_start_report(run: &RunPaths) -> Result<Option<crate::model::start::StartReport>> {
+    let path = run.start_report();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading '{}'", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        UserError::input(path.display().to_string(), format!("is corrupt: {e}")).into()
+    })
 }
 
 /// Greedy decoding of the test split with the best model; writes eval.csv and report.txt.

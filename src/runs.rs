@@ -31,6 +31,13 @@ pub struct Summary {
     pub train_s: f64,
     pub samples_per_s: f64,
     pub params: usize,
+    /// Parameters the optimiser updated (fewer than `params` with `train.freeze` or LoRA);
+    /// None in runs from before `start.json`.
+    #[serde(default)]
+    pub trained_params: Option<usize>,
+    /// How the model started (`start.json`): weights from another run, reset, frozen, adapted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<crate::model::start::StartReport>,
     pub backend: String,
     pub threads: usize,
 }

@@ -224,6 +224,8 @@ pub struct CompareRow {
     pub wall_s: Option<f64>,
     pub samples_per_s: Option<f64>,
     pub params: Option<usize>,
+    /// Parameters the optimiser updated (`train.freeze`, LoRA).
+    pub trained_params: Option<usize>,
     pub equal_time_s: Option<f64>,
     pub val_exact_at_equal_time: Option<f64>,
     pub equal_step: Option<f64>,
@@ -272,6 +274,7 @@ pub fn rows(runs: &[RunData]) -> Vec<CompareRow> {
                 wall_s: sm.map(|s| s.wall_s),
                 samples_per_s: sm.map(|s| s.samples_per_s),
                 params: sm.map(|s| s.params),
+                trained_params: sm.and_then(|s| s.trained_params),
                 equal_time_s: t,
                 val_exact_at_equal_time: t.and_then(|t| exact_at(&r.rows, t, elapsed)),
                 equal_step: s,
@@ -340,6 +343,9 @@ fn result_lines(runs: &[RunData]) -> Vec<Line> {
         field("wall s", &|r| num(r.wall_s, 1)),
         field("samples/s", &|r| num(r.samples_per_s, 0)),
         field("params", &|r| count(r.params.map(|p| p as u64))),
+        field("trained params", &|r| {
+            count(r.trained_params.map(|p| p as u64))
+        }),
         field(&format!("val exact @ {} s", num(t, 1)), &|r| {
             num(r.val_exact_at_equal_time, 4)
         }),

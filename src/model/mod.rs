@@ -9,7 +9,9 @@ mod ber;
 mod gpt;
 mod gru;
 mod lstm;
+pub mod params;
 mod recurrent;
+pub mod start;
 mod tra;
 
 pub use ber::Ber;

@@ -237,14 +237,26 @@ pub fn known_keys() -> Vec<String> {
     let mut value = toml::Value::try_from(Spec::default()).expect("a Spec serialises");
     // The sweep section is left out of a default spec's TOML; its keys exist all the same.
     let sweep = toml::Value::try_from(super::SweepSpec::default()).expect("a SweepSpec serialises");
+    // Likewise `model.lora`, which is off by default.
+    let lora = toml::Value::try_from(super::LoraSpec::default()).expect("a LoraSpec serialises");
     if let toml::Value::Table(sections) = &mut value {
         sections.insert("sweep".into(), sweep);
+        if let Some(toml::Value::Table(model)) = sections.get_mut("model") {
+            model.insert("lora".into(), lora);
+        }
     }
     let mut keys = Vec::new();
     if let toml::Value::Table(sections) = value {
         for (section, fields) in sections {
             if let toml::Value::Table(fields) = fields {
-                keys.extend(fields.keys().map(|f| format!("{section}.{f}")));
+                for (field, v) in fields {
+                    let key = format!("{section}.{field}");
+                    // A settings table (`model.lora`) is set whole or key by key.
+                    if let toml::Value::Table(inner) = &v {
+                        keys.extend(inner.keys().map(|k| format!("{key}.{k}")));
+                    }
+                    keys.push(key);
+                }
             }
         }
     }

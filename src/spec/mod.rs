@@ -259,9 +259,36 @@ pub struct ModelSpec {
     pub max_positions: usize,
     /// ber: probability of also masking each prefix bracket in training (self-supervised).
     pub mlm_prob: f64,
-    /// A run directory whose best weights start this run (continued training, e.g. on
-    /// harder data); same architecture, sizes and pairs. Empty: a fresh initialisation.
+    /// A run directory whose best weights start this run (continued training, transfer
+    /// from a pretrained model): parameters are matched by name and shape, the rest start
+    /// fresh. Empty: a fresh initialisation.
     pub init_from: String,
+    /// Parts of the model not taken from `init_from` but initialised fresh, e.g. `["head"]`.
+    pub reset: Vec<String>,
+    /// Low-rank adapters on the named parts' weight matrices; everything else frozen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraSpec>,
+}
+
+/// `model.lora = { rank = 4, alpha = 8, targets = ["attn", "ff"] }`: LoRA through burn's
+/// `Lora` reparameterisation (`W + alpha/rank · A·B`, A and B trained, W frozen).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraSpec {
+    pub rank: usize,
+    pub alpha: f64,
+    /// Parts whose 2-D weights get adapters (see `train.freeze` for the names).
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraSpec {
+    fn default() -> Self {
+        Self {
+            rank: 4,
+            alpha: 8.0,
+            targets: vec!["attn".into(), "ff".into()],
+        }
+    }
 }
 
 impl Default for ModelSpec {
@@ -283,6 +310,8 @@ impl Default for ModelSpec {
             max_positions: 0,
             mlm_prob: 0.0,
             init_from: String::new(),
+            reset: Vec::new(),
+            lora: None,
         }
     }
 }
@@ -358,6 +387,9 @@ pub struct TrainSpec {
     pub target_exact: f64,
     /// gpt: `answer` (closers and `,`) or `all` (every next token).
     pub loss_on: LossOn,
+    /// Parts of the model left as they start (e.g. `["embed", "layers.0"]`): a part is a
+    /// module (`embed`, `head`), a layer (`layers.0`), `attn` or `ff`.
+    pub freeze: Vec<String>,
 }
 
 /// A duration written in this file's defaults.
@@ -382,6 +414,7 @@ impl Default for TrainSpec {
             patience: 0,
             target_exact: 1.0,
             loss_on: LossOn::Answer,
+            freeze: Vec::new(),
         }
     }
 }
@@ -496,6 +529,9 @@ pub struct SweepSpec {
     pub pruner: PrunerKind,
     /// Random trials before TPE models the results; completed trials before pruning starts.
     pub startup_trials: usize,
+    /// TPE: model the parameters jointly (Optuna's `multivariate=True`), not one by one.
+    /// On by default: it found better trials in the sampler benchmark (docs/sweeps.md).
+    pub multivariate: bool,
     /// Evaluations a trial always gets before it can be pruned.
     pub prune_warmup_evals: usize,
     /// ASHA: keep the top 1/reduction_factor at each rung.
@@ -514,6 +550,7 @@ impl Default for SweepSpec {
             objective: Objective::ValExact,
             pruner: PrunerKind::Median,
             startup_trials: 5,
+            multivariate: true,
             prune_warmup_evals: 2,
             reduction_factor: 3,
             space: Default::default(),

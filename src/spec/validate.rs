@@ -108,6 +108,40 @@ fn check_eval_and_sweep(spec: &Spec) -> Result<(), UserError> {
     Ok(())
 }
 
+/// Transfer, freezing and LoRA settings that cannot mean anything together. Whether the
+/// named parts exist is checked against the model itself (`model::params::select`).
+fn check_techniques(spec: &Spec) -> Result<(), UserError> {
+    let m = &spec.model;
+    if !m.reset.is_empty() && m.init_from.is_empty() {
+        return fail(
+            "model.reset",
+            "re-initialises parts of the weights model.init_from loads; without \
+             model.init_from everything starts fresh anyway"
+                .into(),
+        );
+    }
+    let Some(lora) = &m.lora else {
+        return Ok(());
+    };
+    positive("model.lora.rank", lora.rank)?;
+    finite_positive("model.lora.alpha", lora.alpha)?;
+    if lora.targets.is_empty() {
+        return fail(
+            "model.lora.targets",
+            "names no part: list the parts to adapt, e.g. [\"attn\", \"ff\"]".into(),
+        );
+    }
+    if !spec.train.freeze.is_empty() {
+        return fail(
+            "train.freeze",
+            "has nothing to add to model.lora, which already freezes every base weight; \
+             remove one of the two"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 fn check_model(spec: &Spec) -> Result<(), UserError> {
     let m = &spec.model;
     unit_interval("model.dropout", m.dropout, false)?;
@@ -136,6 +170,7 @@ fn check_model(spec: &Spec) -> Result<(), UserError> {
             ),
         );
     }
+    check_techniques(spec)?;
     if m.arch.is_recurrent() {
         positive("model.d_embed", m.d_embed)?;
         positive("model.d_hidden", m.d_hidden)?;

@@ -282,7 +282,11 @@ fn propose(study: &Study, trials: &[Trial]) -> Option<Proposal> {
         SamplerKind::Random => (study.space.sample(&mut rng), None),
         SamplerKind::Tpe => {
             let history = observations(trials, sweep.objective);
-            let params = sampler::tpe(&study.space, &history, sweep.startup_trials, &mut rng);
+            let tpe = sampler::Tpe {
+                startup: sweep.startup_trials,
+                multivariate: sweep.multivariate,
+            };
+            let params = sampler::tpe(&study.space, &history, tpe, &mut rng);
             (params, None)
         }
         SamplerKind::Grid => {
@@ -624,13 +628,17 @@ mod tests {
     }
 
     /// Mean distance to the optimum (0.8) of 200 TPE proposals after `trials`.
-    fn mean_distance_of_proposals(trials: &[Trial]) -> f64 {
+    fn mean_distance_of_proposals(trials: &[Trial], multivariate: bool) -> f64 {
         let space = one_param_space();
+        let tpe = sampler::Tpe {
+            startup: 5,
+            multivariate,
+        };
         let history = observations(trials, Objective::ValExact);
         let total: f64 = (0..200u64)
             .map(|seed| {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-                let p = sampler::tpe(&space, &history, 5, &mut rng);
+                let p = sampler::tpe(&space, &history, tpe, &mut rng);
                 (p["train.lr"].as_float().unwrap() - 0.8).abs()
             })
             .sum();
@@ -651,9 +659,14 @@ mod tests {
                 trial(n, x, TrialState::Pruned, losses)
             })
             .collect();
-        let tpe = mean_distance_of_proposals(&trials);
-        eprintln!("TPE proposals average {tpe:.3} from the optimum (uniform: 0.34)");
-        assert!(tpe < 0.2, "proposals average {tpe:.3} from the optimum");
+        for multivariate in [false, true] {
+            let tpe = mean_distance_of_proposals(&trials, multivariate);
+            eprintln!("TPE (multivariate {multivariate}) proposals average {tpe:.3} from the optimum (uniform: 0.34)");
+            assert!(
+                tpe < 0.2,
+                "multivariate {multivariate}: proposals average {tpe:.3} from the optimum"
+            );
+        }
     }
 
     #[test]

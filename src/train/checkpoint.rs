@@ -35,11 +35,12 @@ pub struct TrainState {
     pub position: super::Position,
 }
 
+/// Writes a checkpoint; `optim` is None only for one that is never trained on (`merged`).
 pub fn save(
     checkpoints: &Path,
     slot: Slot,
     model: &Model,
-    optim: &ModuleOptimizer,
+    optim: Option<&ModuleOptimizer>,
     state: &TrainState,
     spec: &Spec,
 ) -> Result<()> {
@@ -54,10 +55,12 @@ pub fn save(
         .save_file(fresh.join(MODEL_FILE))
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("saving model to '{}'", fresh.display()))?;
-    optim
-        .save(fresh.join(OPTIM_FILE))
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("saving optimiser state to '{}'", fresh.display()))?;
+    if let Some(optim) = optim {
+        optim
+            .save(fresh.join(OPTIM_FILE))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("saving optimiser state to '{}'", fresh.display()))?;
+    }
     crate::artifacts::write_atomic(&fresh.join(SPEC_FILE), spec.to_toml().as_bytes())?;
     // Written last: its presence marks the directory complete.
     crate::artifacts::write_json(&fresh.join(STATE_FILE), state)?;
@@ -95,12 +98,13 @@ pub fn find(checkpoints: &Path, slot: Slot) -> Result<PathBuf> {
             return Ok(dir);
         }
     }
+    let why = match slot {
+        Slot::Merged => "`runner merge RUN` writes it, for a run with model.lora",
+        Slot::Best | Slot::Last => "a run that ended before its first evaluation has none",
+    };
     Err(UserError::input(
         checkpoints.display().to_string(),
-        format!(
-            "no complete '{}' checkpoint (a run that ended before its first evaluation has none)",
-            slot.as_str()
-        ),
+        format!("no complete '{}' checkpoint ({why})", slot.as_str()),
     )
     .into())
 }
@@ -146,7 +150,7 @@ pub fn load_into(dir: &Path, spec: &Spec, device: &Device) -> Result<Loaded> {
         .map_err(|e| damaged(&state_path, format!("is corrupt: {e}")))?;
     let vocab = crate::data::dataset::vocab(spec);
     let model_path = dir.join(MODEL_FILE);
-    let model = Model::init(spec, vocab.size(), device)
+    let model = crate::model::start::structure(spec, vocab.size(), device)?
         .try_load_file(&model_path)
         .map_err(|e| {
             damaged(

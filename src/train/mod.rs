@@ -360,7 +360,7 @@ impl Loop<'_> {
                 &checkpoints,
                 Slot::Last,
                 &model,
-                optim,
+                Some(optim),
                 &state,
                 self.input.spec,
             )?;
@@ -506,14 +506,14 @@ impl Loop<'_> {
         let spec = self.input.spec;
         let checkpoints = self.input.run.checkpoints();
         if improves(row, self.best.as_ref()) {
-            checkpoint::save(&checkpoints, Slot::Best, model, optim, state, spec)?;
+            checkpoint::save(&checkpoints, Slot::Best, model, Some(optim), state, spec)?;
             self.best = Some(row.clone());
             self.best_model = Some(valid);
             self.since_best = 0;
         } else {
             self.since_best += 1;
         }
-        checkpoint::save(&checkpoints, Slot::Last, model, optim, state, spec)
+        checkpoint::save(&checkpoints, Slot::Last, model, Some(optim), state, spec)
     }
 
     fn train_state(&self, pos: &Position, val_exact: Option<f64>) -> TrainState {

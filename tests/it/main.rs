@@ -13,3 +13,4 @@ mod learning;
 mod reliability;
 mod run_dir;
 mod sweep;
+mod techniques;
