@@ -117,8 +117,13 @@ fn report_run(root: &Path, summary: &crate::runs::Summary) -> Result<()> {
         summary.samples_per_s,
         summary.wall_s
     );
-    if let (Some(exact), Some(correct)) = (summary.test_exact, summary.test_correct) {
-        println!("test_exact: {exact:.4} ({correct}/{})", summary.test_total);
+    match (summary.test_exact, summary.test_correct, summary.test_loss) {
+        (Some(exact), Some(correct), _) => {
+            println!("test_exact: {exact:.4} ({correct}/{})", summary.test_total)
+        }
+        // A language model: its test loss is what it has to show.
+        (None, _, Some(loss)) => println!("test_loss: {loss:.4} ({} strings)", summary.test_total),
+        _ => {}
     }
     if summary.status == train::Status::Interrupted {
         return Err(crate::signals::Interrupted(format!(
@@ -158,7 +163,20 @@ fn evaluate(args: &EvalArgs) -> Result<()> {
         return evaluate_suite(args);
     }
     let (loaded, device) = checkpoint::load_run(&args.run_dir, args.checkpoint)?;
-    let spec = &loaded.spec;
+    let zero_shot = loaded.spec.data.task == crate::spec::Task::Lm;
+    if zero_shot && loaded.spec.model.arch == crate::spec::Arch::Ber {
+        return Err(UserError::input(
+            args.run_dir.display().to_string(),
+            "is a masked language model (ber, data.task = \"lm\"): it fills hidden brackets \
+             and cannot write a closing; finetune it on the closing task with model.init_from",
+        )
+        .into());
+    }
+    // A language model is scored on the closing task, zero-shot: fresh examples are drawn
+    // from the same distribution with answers.
+    let mut closing_spec = loaded.spec.clone();
+    closing_spec.data.task = crate::spec::Task::Close;
+    let spec = &closing_spec;
     let vocab = dataset::vocab(spec);
     let (examples, skipped) = match &args.data {
         Some(path) => {
@@ -183,7 +201,12 @@ fn evaluate(args: &EvalArgs) -> Result<()> {
     let max_answer_len = crate::model::answer_budget(spec, longest.max(spec.max_answer_len()));
     check_positions(spec, &examples, max_answer_len, &vocab)?;
     let started = Instant::now();
-    let predictions = eval::predict(&loaded.model, &examples, &vocab, max_answer_len, &device);
+    let predictions = if zero_shot {
+        eprintln!("note: a language model: scored zero-shot, continuing input + prefix");
+        eval::predict_continuations(&loaded.model, &examples, &vocab, max_answer_len, &device)
+    } else {
+        eval::predict(&loaded.model, &examples, &vocab, max_answer_len, &device)
+    };
     let seconds = started.elapsed().as_secs_f64();
     let report = EvalReport::from_predictions(&predictions);
     if let Some(dir) = &args.report {
@@ -194,6 +217,7 @@ fn evaluate(args: &EvalArgs) -> Result<()> {
         value["skipped"] = skipped.len().into();
         value["checkpoint_step"] = loaded.state.step.into();
         value["seconds"] = seconds.into();
+        value["zero_shot"] = zero_shot.into();
         println!("{}", serde_json::to_string(&value)?);
     } else {
         print!("{}", report.table());
@@ -211,6 +235,9 @@ fn predict(run_dir: &Path, prefix: &str, slot: Slot) -> Result<()> {
     let ids = vocab
         .encode(prefix)
         .map_err(|e| UserError::input(format!("prefix '{prefix}'"), e.to_string()))?;
+    if loaded.spec.data.task == crate::spec::Task::Lm {
+        return continue_string(run_dir, &loaded, ids, &vocab, &device);
+    }
     let example = crate::data::Example {
         prefix: ids,
         answer: Vec::new(),
@@ -235,6 +262,62 @@ fn predict(run_dir: &Path, prefix: &str, slot: Slot) -> Result<()> {
         Ok(_) => {}
         Err(e) => eprintln!("note: '{prefix}' is not a valid open prefix ({e})"),
     }
+    Ok(())
+}
+
+/// `runner eval --suite` compares closings by length and depth; for a language model
+/// (`data.task = "lm"`) plain `runner eval` scores its zero-shot closing instead.
+fn refuse_language_model(run_dir: &Path, spec: &Spec) -> Result<()> {
+    if spec.data.task != crate::spec::Task::Lm {
+        return Ok(());
+    }
+    Err(UserError::input(
+        run_dir.display().to_string(),
+        "is a language model (data.task = \"lm\"): `runner eval RUN` (without --suite) \
+         scores its zero-shot closing; finetune it on the closing task with model.init_from \
+         for the suite",
+    )
+    .into())
+}
+
+/// `runner predict` on a language model: what it writes after `input` + the string, up to
+/// its end token or the longest string of its data.
+fn continue_string(
+    run_dir: &Path,
+    loaded: &checkpoint::Loaded,
+    ids: Vec<u32>,
+    vocab: &Vocab,
+    device: &burn::prelude::Device,
+) -> Result<()> {
+    let spec = &loaded.spec;
+    if spec.model.arch == crate::spec::Arch::Ber {
+        return Err(UserError::input(
+            run_dir.display().to_string(),
+            "is a masked language model (ber, data.task = \"lm\"): it fills hidden brackets, \
+             it does not continue a string; finetune it on the closing task with model.init_from",
+        )
+        .into());
+    }
+    let longest = spec.data.max_len + spec.data.max_depth + 1;
+    let max_new = longest.saturating_sub(ids.len()).max(1);
+    let mut prompt = vec![vocab.input()];
+    prompt.extend(&ids);
+    if let Some(limit) = crate::model::position_limit(spec) {
+        if prompt.len() + max_new > limit {
+            return Err(UserError::input(
+                "prefix",
+                format!("is too long for this model: it reads at most {limit} positions"),
+            )
+            .into());
+        }
+    }
+    let decoded = loaded.model.generate(&[prompt], max_new, vocab, device);
+    let end = if decoded[0].ended {
+        vocab.decode(&[vocab.end()])
+    } else {
+        String::new()
+    };
+    println!("{}{}", vocab.decode(&decoded[0].tokens), end);
     Ok(())
 }
 
@@ -274,6 +357,7 @@ fn evaluate_suite(args: &EvalArgs) -> Result<()> {
     use crate::eval::suite;
     let (loaded, device) = checkpoint::load_run(&args.run_dir, args.checkpoint)?;
     let spec = &loaded.spec;
+    refuse_language_model(&args.run_dir, spec)?;
     let vocab = dataset::vocab(spec);
     let n = args.samples.unwrap_or(500);
     crate::limits::check_examples(spec, n, "--samples")?;

@@ -306,10 +306,18 @@ fn finish(
         .map(|m| m.num_params())
         .unwrap_or_else(|| crate::model::Model::init(spec, vocab.size(), device).num_params());
     let start = read_start_report(run)?;
+    let layout = crate::model::layout(spec, vocab);
     let test = match &best_model {
-        Some(model) => Some(final_test(model, spec, vocab, splits, device, run)?),
-        None => None,
+        // A language model's strings have no answers to decode.
+        Some(model) if !layout.is_lm() => {
+            Some(final_test(model, spec, vocab, splits, device, run)?)
+        }
+        _ => None,
     };
+    let test_loss = best_model.as_ref().map(|m| {
+        let model = m.clone().to_device(device);
+        eval::teacher_forced(&model, &splits.test, vocab, layout, device).loss
+    });
     let summary = Summary {
         name: spec.experiment.name.clone(),
         run_id: run
@@ -320,10 +328,11 @@ fn finish(
         arch: spec.model.arch.name().into(),
         status: report.stop_reason.status(),
         stop_reason: report.stop_reason,
-        best_val_exact: report.best.as_ref().map(|b| b.val_exact),
+        best_val_exact: report.best.as_ref().and_then(|b| b.val_exact),
         best_step: report.best.as_ref().map(|b| b.step),
         best_val_loss: crate::runs::best_val_loss(&report.rows),
         test_exact: test.as_ref().map(|t| t.exact),
+        test_loss,
         test_correct: test.as_ref().map(|t| t.correct),
         test_total: splits.test.len(),
         steps: report.steps,

@@ -19,8 +19,13 @@ pub struct Summary {
     pub best_step: Option<u64>,
     /// Lowest validation loss of any evaluation.
     pub best_val_loss: Option<f64>,
-    /// Greedy exact match of the best checkpoint on the test split.
+    /// Greedy exact match of the best checkpoint on the test split (none for a language
+    /// model, `data.task = "lm"`).
     pub test_exact: Option<f64>,
+    /// Teacher-forced loss of the best checkpoint on the test split, over the tokens the
+    /// training loss scores.
+    #[serde(default)]
+    pub test_loss: Option<f64>,
     pub test_correct: Option<usize>,
     pub test_total: usize,
     pub steps: u64,

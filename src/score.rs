@@ -62,7 +62,7 @@ pub fn score(args: &ScoreArgs, run_spec: fn(&str, &[String]) -> Result<PathBuf>)
             let to_99 = runs::read_metrics(&RunPaths::new(&run_dir).metrics())
                 .unwrap_or_else(|(rows, _)| rows)
                 .iter()
-                .find(|r| r.val_exact >= 0.99)
+                .find(|r| r.val_exact.is_some_and(|e| e >= 0.99))
                 .map(|r| format!("{:.1}", r.elapsed_s))
                 .unwrap_or_else(|| "-".into());
             table.push_str(&format!(

@@ -123,7 +123,7 @@ fn load_run(label: String, dir: PathBuf, metrics: &Path, problems: &mut Vec<Stri
     });
     let resolved = RunPaths::new(&dir).resolved();
     let spec = match std::fs::read_to_string(&resolved) {
-        Ok(text) => match text.parse::<toml::Table>() {
+        Ok(text) => match with_defaults(&text) {
             Ok(table) => flatten(&table),
             Err(e) => {
                 problems.push(format!("{}: not valid TOML: {e}", resolved.display()));
@@ -147,6 +147,17 @@ fn load_run(label: String, dir: PathBuf, metrics: &Path, problems: &mut Vec<Stri
         rows,
         summary,
     }
+}
+
+/// A resolved spec as a table, with the defaults of keys added since it was written (an
+/// older run has no `model.reset`: it had none, which is the default), so that only real
+/// differences show. A spec this version cannot read is shown as it is.
+fn with_defaults(text: &str) -> Result<toml::Table, toml::de::Error> {
+    let raw = text.parse::<toml::Table>()?;
+    let filled = toml::from_str::<crate::spec::Spec>(text)
+        .ok()
+        .and_then(|spec| toml::Table::try_from(&spec).ok());
+    Ok(filled.unwrap_or(raw))
 }
 
 fn flatten(table: &toml::Table) -> BTreeMap<String, String> {
@@ -186,7 +197,7 @@ fn read_suite(dir: &Path) -> BTreeMap<String, String> {
 pub fn exact_at(rows: &[MetricsRow], limit: f64, by: fn(&MetricsRow) -> f64) -> Option<f64> {
     rows.iter()
         .filter(|r| by(r) <= limit + 1e-9)
-        .map(|r| r.val_exact)
+        .filter_map(|r| r.val_exact)
         .reduce(f64::max)
 }
 
@@ -265,8 +276,8 @@ pub fn rows(runs: &[RunData]) -> Vec<CompareRow> {
                 status: sm
                     .map(|s| s.status.as_str().to_string())
                     .unwrap_or_else(|| "unfinished".into()),
-                best_val_exact: r.rows.iter().map(|x| x.val_exact).reduce(f64::max),
-                final_val_exact: r.rows.last().map(|x| x.val_exact),
+                best_val_exact: r.rows.iter().filter_map(|x| x.val_exact).reduce(f64::max),
+                final_val_exact: r.rows.last().and_then(|x| x.val_exact),
                 test_exact: sm.and_then(|s| s.test_exact),
                 best_val_loss: crate::runs::best_val_loss(&r.rows),
                 steps: r.rows.last().map(|x| x.step).or(sm.map(|s| s.steps)),
@@ -434,8 +445,9 @@ mod tests {
             train_loss: 1.0,
             val_loss: 1.0 - val_exact,
             val_token_acc: val_exact,
-            val_exact,
+            val_exact: Some(val_exact),
             lr: 1e-3,
+            stage: 0,
         }
     }
 

@@ -192,7 +192,7 @@ where
         let style = ShapeStyle::from(color).stroke_width(2);
         exact
             .draw_series(LineSeries::new(
-                rows.iter().map(|r| (x.value(r), r.val_exact)),
+                rows.iter().filter_map(|r| Some((x.value(r), r.val_exact?))),
                 style,
             ))
             .map_err(plot_err)?

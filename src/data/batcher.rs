@@ -6,7 +6,7 @@ use super::task::Example;
 use super::vocab::{Vocab, PAD};
 use burn::prelude::*;
 use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 
 /// How an architecture reads a record and where its loss goes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,6 +24,19 @@ pub enum Layout {
         mask_id: u32,
         mlm_prob: f64,
     },
+    /// Language modelling on unlabelled strings (`data.task = "lm"`): `input` + string + `,`,
+    /// every next token scored.
+    NextTokenLm,
+    /// Masked language modelling on unlabelled strings: each bracket hidden with
+    /// `mlm_prob` (at least one per string), the hidden ones scored.
+    MaskedLm { mask_id: u32, mlm_prob: f64 },
+}
+
+impl Layout {
+    /// Does this layout learn unlabelled strings (no exact match to score)?
+    pub fn is_lm(self) -> bool {
+        matches!(self, Layout::NextTokenLm | Layout::MaskedLm { .. })
+    }
 }
 
 /// A batch in a model's layout. `answer_ids` marks the positions that are scored (closers
@@ -103,6 +116,10 @@ pub fn make_batch(
             masked(examples, vocab, slots, mask_id, mlm_prob, noise),
             None,
         ),
+        Layout::NextTokenLm => (next_token_lm(examples, vocab), None),
+        Layout::MaskedLm { mask_id, mlm_prob } => {
+            (masked_lm(examples, vocab, mask_id, mlm_prob, noise), None)
+        }
     };
     let len = rows.width;
     Batch {
@@ -129,6 +146,59 @@ fn next_token(examples: &[&Example], vocab: &Vocab, loss_on_all: bool) -> Rows {
                 rows.answer(row, t, record[t + 1]);
             } else if loss_on_all {
                 rows.extra(row, t, record[t + 1]);
+            }
+        }
+    }
+    rows
+}
+
+fn next_token_lm(examples: &[&Example], vocab: &Vocab) -> Rows {
+    let records: Vec<Vec<u32>> = examples.iter().map(|e| e.record(vocab)).collect();
+    let width = records.iter().map(|r| r.len() - 1).max().unwrap_or(1);
+    let mut rows = Rows::new(records.len(), width);
+    for (row, record) in records.iter().enumerate() {
+        for t in 0..record.len() - 1 {
+            rows.set(row, t, record[t]);
+            rows.answer(row, t, record[t + 1]);
+        }
+    }
+    rows
+}
+
+/// Validation masks come from a fixed seed, so that every evaluation hides the same tokens.
+const VALIDATION_MASK_SEED: u64 = 0x6d61_736b;
+
+fn masked_lm(
+    examples: &[&Example],
+    vocab: &Vocab,
+    mask_id: u32,
+    mlm_prob: f64,
+    noise: Option<&mut dyn rand::RngCore>,
+) -> Rows {
+    let mut fixed = rand_chacha::ChaCha8Rng::seed_from_u64(VALIDATION_MASK_SEED);
+    let rng: &mut dyn rand::RngCore = match noise {
+        Some(r) => r,
+        None => &mut fixed,
+    };
+    let records: Vec<Vec<u32>> = examples.iter().map(|e| e.record(vocab)).collect();
+    let width = records.iter().map(Vec::len).max().unwrap_or(1);
+    let mut rows = Rows::new(records.len(), width);
+    for (row, record) in records.iter().enumerate() {
+        // The brackets sit between `input` and the final `,`.
+        let brackets = 1..record.len() - 1;
+        let mut hidden: Vec<usize> = brackets
+            .clone()
+            .filter(|_| rng.gen_bool(mlm_prob))
+            .collect();
+        if hidden.is_empty() && !brackets.is_empty() {
+            hidden.push(rng.gen_range(brackets));
+        }
+        for (t, &id) in record.iter().enumerate() {
+            if hidden.contains(&t) {
+                rows.set(row, t, mask_id);
+                rows.answer(row, t, id);
+            } else {
+                rows.set(row, t, id);
             }
         }
     }
@@ -245,6 +315,43 @@ mod tests {
             .sum::<f64>()
             / batches.len() as f64;
         assert!(spread < 5.0, "mean length spread within a batch {spread}");
+    }
+
+    #[test]
+    fn language_model_layouts_score_every_next_token_or_the_hidden_ones() {
+        let v = Vocab::new(&[('(', ')'), ('【', '】'), ('{', '}')]);
+        let s = Example {
+            prefix: v.encode("【()").unwrap(),
+            answer: Vec::new(),
+        };
+        let batch = make_batch(&[&s], &v, Layout::NextTokenLm, &Device::flex(), None);
+        // record: input 【 ( ) ,  -> in: input 【 ( )  out: 【 ( ) ,
+        let tokens: Vec<i64> = batch.tokens.to_data().iter::<i64>().collect();
+        assert_eq!(tokens, [7, 3, 1, 2]);
+        assert_eq!(batch.answer_ids, [3, 1, 2, 9]);
+
+        let layout = Layout::MaskedLm {
+            mask_id: 10,
+            mlm_prob: 0.0,
+        };
+        let batch = make_batch(&[&s], &v, layout, &Device::flex(), None);
+        let tokens: Vec<i64> = batch.tokens.to_data().iter::<i64>().collect();
+        // At least one bracket is hidden, and only brackets; exactly those are scored.
+        let hidden: Vec<usize> = (0..tokens.len()).filter(|&t| tokens[t] == 10).collect();
+        assert_eq!(hidden.len(), 1);
+        assert!((1..=3).contains(&hidden[0]));
+        let record = s.record(&v);
+        for (t, &id) in batch.answer_ids.iter().enumerate() {
+            let expected = if hidden.contains(&t) {
+                record[t] as i64
+            } else {
+                0
+            };
+            assert_eq!(id, expected);
+        }
+        // Validation masks are the same every time.
+        let again = make_batch(&[&s], &v, layout, &Device::flex(), None);
+        assert_eq!(again.answer_ids, batch.answer_ids);
     }
 
     #[test]

@@ -22,6 +22,17 @@ pub struct Splits {
     pub train: Vec<Example>,
     pub val: Vec<Example>,
     pub test: Vec<Example>,
+    /// One per curriculum stage (`data.stages`), in order.
+    pub stages: Vec<StageSplits>,
+}
+
+/// The training and validation examples of a curriculum stage, both i.i.d. from the stage's
+/// distribution: a short stage has few distinct prefixes, so its validation set may share
+/// some with its training set (it only decides when to move on).
+#[derive(Debug, Clone)]
+pub struct StageSplits {
+    pub train: Vec<Example>,
+    pub val: Vec<Example>,
 }
 
 pub fn vocab(spec: &Spec) -> Vocab {
@@ -29,11 +40,15 @@ pub fn vocab(spec: &Spec) -> Vocab {
 }
 
 pub fn params(spec: &Spec) -> TaskParams {
+    params_of(&spec.data)
+}
+
+fn params_of(d: &crate::spec::DataSpec) -> TaskParams {
     TaskParams {
-        n_pairs: spec.data.pairs.len(),
-        min_len: spec.data.min_len,
-        max_len: spec.data.max_len,
-        max_depth: spec.data.max_depth,
+        n_pairs: d.pairs.len(),
+        min_len: d.min_len,
+        max_len: d.max_len,
+        max_depth: d.max_depth,
     }
 }
 
@@ -62,9 +77,10 @@ pub fn check_capacity(spec: &Spec, origin: &str) -> Result<(), UserError> {
 /// training, and a masked LM then failed on short inputs); then validation and test from
 /// the prefixes train does not hold.
 pub fn build_splits(spec: &Spec, vocab: &Vocab) -> Result<Splits> {
-    let mut generator = Generator::new(params(spec), spec.experiment.seed);
+    let mut generator =
+        Generator::new(params(spec), spec.experiment.seed).with_task(spec.data.task);
     let train: Vec<Example> = (0..spec.data.train_samples)
-        .map(|_| generator.sample(vocab))
+        .map(|_| generator.draw(vocab))
         .collect();
     let mut seen: HashSet<Vec<u32>> = train.iter().map(|e| e.prefix.clone()).collect();
     let mut draw = |n: usize, split: &str| {
@@ -73,7 +89,26 @@ pub fn build_splits(spec: &Spec, vocab: &Vocab) -> Result<Splits> {
     };
     let val = draw(spec.data.val_samples, "val")?;
     let test = draw(spec.data.test_samples, "test")?;
-    Ok(Splits { train, val, test })
+    let stages = (0..spec.data.stages.len())
+        .map(|i| stage_splits(spec, vocab, i))
+        .collect();
+    Ok(Splits {
+        train,
+        val,
+        test,
+        stages,
+    })
+}
+
+fn stage_splits(spec: &Spec, vocab: &Vocab, i: usize) -> StageSplits {
+    let d = spec.data.stage(i);
+    let seed = spec.experiment.seed ^ (i as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F);
+    let mut generator = Generator::new(params_of(&d), seed).with_task(d.task);
+    let mut draw = |n: usize| (0..n).map(|_| generator.draw(vocab)).collect();
+    StageSplits {
+        train: draw(d.train_samples),
+        val: draw(d.val_samples),
+    }
 }
 
 /// Seed for fresh evaluation examples: never the one that drew the run's splits.
@@ -83,8 +118,8 @@ pub fn fresh_seed(spec: &Spec) -> u64 {
 
 /// `n` fresh examples from the spec's distribution (not deduplicated against anything).
 pub fn fresh(spec: &Spec, vocab: &Vocab, n: usize, seed: u64) -> Vec<Example> {
-    let mut generator = Generator::new(params(spec), seed);
-    (0..n).map(|_| generator.sample(vocab)).collect()
+    let mut generator = Generator::new(params(spec), seed).with_task(spec.data.task);
+    (0..n).map(|_| generator.draw(vocab)).collect()
 }
 
 /// One line of a JSONL file: `{"input": "【{(", "output": ")}】"}`.

@@ -5,6 +5,7 @@
 //! Its answer is the closers of the unclosed openers, innermost first.
 
 use super::vocab::Vocab;
+use crate::spec::Task;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;
@@ -19,6 +20,8 @@ pub struct TaskParams {
 }
 
 /// One example, as token ids. `answer` holds the closers only; the record adds the final `,`.
+/// An unlabelled string (`data.task = "lm"`) is an example with no answer: every open
+/// prefix has one, so an empty answer means "no label".
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Example {
     pub prefix: Vec<u32>,
@@ -26,13 +29,26 @@ pub struct Example {
 }
 
 impl Example {
-    /// `input` + prefix + `,output` + closers + `,`.
+    /// `input` + prefix + `,output` + closers + `,`; for an unlabelled string,
+    /// `input` + string + `,`.
     pub fn record(&self, vocab: &Vocab) -> Vec<u32> {
+        if self.is_unlabelled() {
+            let mut ids = Vec::with_capacity(self.prefix.len() + 2);
+            ids.push(vocab.input());
+            ids.extend(&self.prefix);
+            ids.push(vocab.end());
+            return ids;
+        }
         let mut ids = Vec::with_capacity(self.prefix.len() + self.answer.len() + 3);
         ids.extend(self.prompt(vocab));
         ids.extend(&self.answer);
         ids.push(vocab.end());
         ids
+    }
+
+    /// A string for language modelling rather than a prefix to close.
+    pub fn is_unlabelled(&self) -> bool {
+        self.answer.is_empty()
     }
 
     /// `input` + prefix + `,output`: what the model is given.
@@ -100,6 +116,7 @@ pub struct Generator {
     params: TaskParams,
     lengths: Vec<usize>,
     rng: ChaCha8Rng,
+    task: Task,
 }
 
 impl Generator {
@@ -111,7 +128,33 @@ impl Generator {
             params,
             lengths,
             rng: ChaCha8Rng::seed_from_u64(seed),
+            task: Task::Close,
         }
+    }
+
+    /// Draws for `task`: labelled examples, or unlabelled strings.
+    pub fn with_task(mut self, task: Task) -> Self {
+        self.task = task;
+        self
+    }
+
+    /// The next example of this generator's task.
+    pub fn draw(&mut self, vocab: &Vocab) -> Example {
+        match self.task {
+            Task::Close => self.sample(vocab),
+            Task::Lm => self.sample_string(vocab),
+        }
+    }
+
+    /// An unlabelled bracket string for language modelling, as an example with no answer:
+    /// an open prefix, or (half the time) a complete sequence, the prefix and its closing.
+    pub fn sample_string(&mut self, vocab: &Vocab) -> Example {
+        let mut e = self.sample(vocab);
+        if self.rng.gen_bool(0.5) {
+            e.prefix.append(&mut e.answer);
+        }
+        e.answer.clear();
+        e
     }
 
     pub fn sample(&mut self, vocab: &Vocab) -> Example {
@@ -183,7 +226,7 @@ pub fn draw_distinct(
             ));
         }
         attempts += 1;
-        let example = generator.sample(vocab);
+        let example = generator.draw(vocab);
         if seen.insert(example.prefix.clone()) {
             out.push(example);
         }
@@ -260,6 +303,33 @@ mod tests {
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));
+    }
+
+    #[test]
+    fn language_model_strings_are_open_prefixes_or_complete_sequences() {
+        let v = vocab();
+        let mut g = Generator::new(params(), 3).with_task(Task::Lm);
+        let strings: Vec<Example> = (0..400).map(|_| g.draw(&v)).collect();
+        let complete = strings
+            .iter()
+            .filter(|e| closing(&v, &e.prefix) == Err(PrefixError::NothingOpen))
+            .count();
+        let open = strings
+            .iter()
+            .filter(|e| closing(&v, &e.prefix).is_ok())
+            .count();
+        assert_eq!(complete + open, 400, "every string is valid");
+        assert!(
+            (150..=250).contains(&complete),
+            "{complete} complete of 400"
+        );
+        for e in &strings {
+            assert!(e.is_unlabelled());
+            let record = e.record(&v);
+            assert_eq!(record[0], v.input());
+            assert_eq!(*record.last().unwrap(), v.end());
+            assert!(!record.contains(&v.output()));
+        }
     }
 
     #[test]

@@ -16,12 +16,13 @@ use crate::data::{Example, Vocab};
 use crate::model::Model;
 use burn::prelude::*;
 
-/// Teacher-forced metrics over answer tokens (closers and the final `,`).
+/// Teacher-forced metrics over answer tokens (closers and the final `,`); for language
+/// models over every scored token, with no exact match.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ValMetrics {
     pub loss: f64,
     pub token_acc: f64,
-    pub exact: f64,
+    pub exact: Option<f64>,
 }
 
 const EVAL_BATCH: usize = 512;
@@ -60,7 +61,7 @@ pub fn teacher_forced(
     ValMetrics {
         loss: loss_sum / tokens.max(1) as f64,
         token_acc: right_tokens as f64 / tokens.max(1) as f64,
-        exact: exact as f64 / examples.len().max(1) as f64,
+        exact: (!layout.is_lm()).then(|| exact as f64 / examples.len().max(1) as f64),
     }
 }
 
@@ -83,6 +84,38 @@ pub fn predict(
     device: &Device,
 ) -> Vec<Prediction> {
     let prompts: Vec<Vec<u32>> = examples.iter().map(|e| e.prompt(vocab)).collect();
+    predict_after(model, examples, prompts, vocab, max_answer_len, device)
+}
+
+/// Zero-shot closing by a language model (`data.task = "lm"`, next-token): it continues
+/// `input` + prefix, never having seen `,output`; correct when it writes exactly the
+/// closers and then `,` (the end of a complete string).
+pub fn predict_continuations(
+    model: &Model,
+    examples: &[Example],
+    vocab: &Vocab,
+    max_answer_len: usize,
+    device: &Device,
+) -> Vec<Prediction> {
+    let prompts: Vec<Vec<u32>> = examples
+        .iter()
+        .map(|e| {
+            std::iter::once(vocab.input())
+                .chain(e.prefix.iter().copied())
+                .collect()
+        })
+        .collect();
+    predict_after(model, examples, prompts, vocab, max_answer_len, device)
+}
+
+fn predict_after(
+    model: &Model,
+    examples: &[Example],
+    prompts: Vec<Vec<u32>>,
+    vocab: &Vocab,
+    max_answer_len: usize,
+    device: &Device,
+) -> Vec<Prediction> {
     let decoded = model.generate(&prompts, max_answer_len, vocab, device);
     examples
         .iter()

@@ -23,7 +23,7 @@ pub use tra::Tra;
 
 use crate::data::batcher::{Batch, Layout};
 use crate::data::Vocab;
-use crate::spec::{Arch, LossOn, Spec};
+use crate::spec::{Arch, LossOn, Spec, Task};
 use burn::prelude::*;
 
 // One model lives per run and is moved, not copied in bulk: variant sizes do not matter,
@@ -105,6 +105,16 @@ pub fn mask_id(vocab: &Vocab) -> u32 {
 
 /// How the spec's architecture reads a record.
 pub fn layout(spec: &Spec, vocab: &Vocab) -> Layout {
+    if spec.data.task == Task::Lm {
+        return match spec.model.arch {
+            Arch::Ber => Layout::MaskedLm {
+                mask_id: mask_id(vocab),
+                mlm_prob: spec.model.mlm_prob,
+            },
+            // Refused by validation for tra; next-token for the others.
+            _ => Layout::NextTokenLm,
+        };
+    }
     match spec.model.arch {
         Arch::Gru | Arch::Lstm | Arch::Gpt => Layout::NextToken {
             loss_on_all: spec.train.loss_on == LossOn::All,

@@ -116,9 +116,7 @@ fn transfer(
 ) -> Result<Model, UserError> {
     let from = spec.model.init_from.as_str();
     let fail = |m: String| UserError::new("", Some("model.init_from"), m);
-    let checkpoints = crate::artifacts::RunPaths::new(from).checkpoints();
-    let dir = checkpoint::find(&checkpoints, crate::artifacts::Slot::Best)
-        .map_err(|e| fail(format!("'{from}': {e:#}")))?;
+    let dir = source_checkpoint(Path::new(from)).map_err(|e| fail(format!("'{from}': {e:#}")))?;
     let (source, theirs_spec) =
         load_source(&dir, spec, device).map_err(|e| fail(format!("'{from}' {e}")))?;
     let ours = params::list(&target);
@@ -161,6 +159,36 @@ fn transfer(
     target
         .try_load_record(record.allow_partial(true))
         .map_err(|e| fail(format!("'{from}': {e}")))
+}
+
+/// The best checkpoint of `from`: a run directory, or an experiment's directory (its newest
+/// run with a best checkpoint, so that a config can name the run it builds on by name).
+fn source_checkpoint(from: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let best = |run: &Path| {
+        checkpoint::find(
+            &crate::artifacts::RunPaths::new(run).checkpoints(),
+            crate::artifacts::Slot::Best,
+        )
+    };
+    if crate::artifacts::RunPaths::new(from).is_run() || !from.is_dir() {
+        return best(from);
+    }
+    let mut runs: Vec<std::path::PathBuf> = std::fs::read_dir(from)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| crate::artifacts::RunPaths::new(p).is_run())
+        .collect();
+    // Run ids are timestamps: the newest sorts last.
+    runs.sort();
+    runs.iter()
+        .rev()
+        .find_map(|run| best(run).ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "neither a run directory nor an experiment directory with a finished run \
+                 (no resolved.toml, and no run below it has a best checkpoint)"
+            )
+        })
 }
 
 /// The weights of a checkpoint as plain parameters (a LoRA run's adapters folded in), after

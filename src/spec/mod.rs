@@ -121,6 +121,9 @@ impl<'de> Deserialize<'de> for DeviceName {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataSpec {
+    /// `close` (prefix -> its closing sequence) or `lm` (bracket strings without answers:
+    /// self-supervised pretraining).
+    pub task: Task,
     /// Each pair is an opener and a closer, two distinct characters.
     pub pairs: Vec<String>,
     /// Prefix length in brackets, inclusive bounds.
@@ -131,12 +134,52 @@ pub struct DataSpec {
     pub train_samples: usize,
     pub val_samples: usize,
     pub test_samples: usize,
+    /// A curriculum: easier distributions trained first, in order, each until its
+    /// condition holds; then the distribution above. Empty: no curriculum.
+    pub stages: Vec<Stage>,
 }
 
+impl DataSpec {
+    /// The distribution of curriculum stage `i`: the data's own, with the stage's keys.
+    pub fn stage(&self, i: usize) -> DataSpec {
+        let s = &self.stages[i];
+        DataSpec {
+            // The data's min_len, unless it exceeds the stage's max_len.
+            min_len: s
+                .min_len
+                .unwrap_or(self.min_len.min(s.max_len.unwrap_or(self.max_len))),
+            max_len: s.max_len.unwrap_or(self.max_len),
+            max_depth: s.max_depth.unwrap_or(self.max_depth),
+            stages: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// One `[[data.stages]]` entry: a distribution (the keys it leaves out are the data's own)
+/// and when to move on from it, checked at each evaluation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_len: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_len: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_depth: Option<usize>,
+    /// Move on when validation exact match on this stage's data reaches this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_exact: Option<f64>,
+    /// Move on after this share of the run (of `train.max_steps` when set, else of the
+    /// budget's time) in this stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<f64>,
+}
 impl Default for DataSpec {
     fn default() -> Self {
         // The range of the original project's examples.
         Self {
+            task: Task::Close,
             pairs: vec!["()".into(), "【】".into(), "{}".into()],
             min_len: 2,
             max_len: 20,
@@ -144,8 +187,21 @@ impl Default for DataSpec {
             train_samples: 20_000,
             val_samples: 500,
             test_samples: 1_000,
+            stages: Vec::new(),
         }
     }
+}
+
+/// What a run learns from its data.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// `input` + prefix + `,output` -> the closers and `,`: the labelled task.
+    Close,
+    /// `input` + a bracket string + `,`, no answer: next-token prediction (gru, lstm, gpt)
+    /// or masked tokens (ber). Half the strings are open prefixes, half are complete
+    /// (a prefix followed by its closing sequence).
+    Lm,
 }
 
 /// The architectures: the one table of their names (spec, CLI and files alike).

@@ -1,7 +1,7 @@
 //! Checks that burn would otherwise turn into a panic deep inside, or a run that silently
 //! means nothing. Each failure names the key and what is allowed.
 
-use super::{Activation, Arch, EvalEvery, LossOn, Objective, PrunerKind, Spec};
+use super::{Activation, Arch, EvalEvery, LossOn, Objective, PrunerKind, Spec, Task};
 use crate::error::UserError;
 use std::collections::HashSet;
 
@@ -22,25 +22,92 @@ fn fail(key: &str, message: String) -> Result<(), UserError> {
 fn check_data(spec: &Spec) -> Result<(), UserError> {
     let d = &spec.data;
     check_pairs(&d.pairs).or_else(|m| fail("data.pairs", m))?;
-    positive("data.min_len", d.min_len)?;
-    positive("data.max_len", d.max_len)?;
-    positive("data.max_depth", d.max_depth)?;
+    check_shape("data", d.min_len, d.max_len, d.max_depth)?;
     positive("data.train_samples", d.train_samples)?;
     positive("data.val_samples", d.val_samples)?;
     positive("data.test_samples", d.test_samples)?;
-    if d.min_len > d.max_len {
+    check_stages(spec)
+}
+
+/// Lengths and depth of a distribution (`data`, or `data.stages[i]`) that can be drawn.
+fn check_shape(
+    section: &str,
+    min_len: usize,
+    max_len: usize,
+    max_depth: usize,
+) -> Result<(), UserError> {
+    positive(&format!("{section}.min_len"), min_len)?;
+    positive(&format!("{section}.max_len"), max_len)?;
+    positive(&format!("{section}.max_depth"), max_depth)?;
+    if min_len > max_len {
         return fail(
-            "data.min_len",
-            format!(
-                "min_len ({}) must not exceed max_len ({})",
-                d.min_len, d.max_len
-            ),
+            &format!("{section}.min_len"),
+            format!("min_len ({min_len}) must not exceed max_len ({max_len})"),
         );
     }
-    if d.max_depth == 1 && d.min_len == d.max_len && d.max_len.is_multiple_of(2) {
+    if max_depth == 1 && min_len == max_len && max_len.is_multiple_of(2) {
         return fail(
-            "data.max_len",
+            &format!("{section}.max_len"),
             "with max_depth = 1 every prefix has odd length; allow an odd length".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Each stage of a curriculum is an easier distribution with a way to end.
+fn check_stages(spec: &Spec) -> Result<(), UserError> {
+    let d = &spec.data;
+    let mut shares = 0.0;
+    for (i, stage) in d.stages.iter().enumerate() {
+        let section = format!("data.stages[{i}]");
+        let s = d.stage(i);
+        check_shape(&section, s.min_len, s.max_len, s.max_depth)?;
+        if s.max_len > d.max_len || s.max_depth > d.max_depth {
+            return fail(
+                &format!("{section}.max_len"),
+                format!(
+                    "a stage is an easier distribution than the data's own (max_len {}, \
+                     max_depth {}); this one has max_len {}, max_depth {}",
+                    d.max_len, d.max_depth, s.max_len, s.max_depth
+                ),
+            );
+        }
+        if stage.until_exact.is_none() && stage.share.is_none() {
+            return fail(
+                &section,
+                "needs a way to end: until_exact (validation exact match on the stage's data, \
+                 e.g. 0.99), share (of the run, e.g. 0.3), or both"
+                    .into(),
+            );
+        }
+        if let Some(e) = stage.until_exact {
+            if !(e > 0.0 && e <= 1.0) {
+                return fail(
+                    &format!("{section}.until_exact"),
+                    format!("{e} is outside (0, 1]"),
+                );
+            }
+            if spec.data.task == super::Task::Lm {
+                return fail(
+                    &format!("{section}.until_exact"),
+                    "a language model (data.task = \"lm\") has no exact match: use share".into(),
+                );
+            }
+        }
+        if let Some(share) = stage.share {
+            if !(share > 0.0 && share < 1.0) {
+                return fail(
+                    &format!("{section}.share"),
+                    format!("{share} is outside (0, 1)"),
+                );
+            }
+            shares += share;
+        }
+    }
+    if shares >= 1.0 {
+        return fail(
+            "data.stages",
+            format!("the stages' shares add up to {shares}: nothing would be left for the data's own distribution"),
         );
     }
     Ok(())
@@ -102,6 +169,39 @@ fn check_eval_and_sweep(spec: &Spec) -> Result<(), UserError> {
             "must be \"none\" with objective = \"time_to_target\": a trial's time is only \
              known once it reaches the target, so there is nothing to compare earlier (trials \
              that reach it stop there anyway)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Self-supervised pretraining needs a model that reads a string on its own.
+fn check_task(spec: &Spec) -> Result<(), UserError> {
+    if spec.data.task != Task::Lm {
+        return Ok(());
+    }
+    let m = &spec.model;
+    if m.arch == Arch::Tra {
+        return fail(
+            "data.task",
+            "\"lm\" trains gru, lstm and gpt on the next token and ber on masked tokens; tra \
+             (encoder-decoder) needs an input and an output: use data.task = \"close\""
+                .into(),
+        );
+    }
+    if m.arch == Arch::Ber && m.mlm_prob == 0.0 {
+        return fail(
+            "model.mlm_prob",
+            "a masked LM learns from the tokens it hides: with data.task = \"lm\" set \
+             model.mlm_prob above 0 (BERT used 0.15)"
+                .into(),
+        );
+    }
+    if spec.train.loss_on == LossOn::All {
+        return fail(
+            "train.loss_on",
+            "\"all\" adds the prefix to the closing task's loss; with data.task = \"lm\" the \
+             loss is on every token already: remove it"
                 .into(),
         );
     }
@@ -171,6 +271,7 @@ fn check_model(spec: &Spec) -> Result<(), UserError> {
         );
     }
     check_techniques(spec)?;
+    check_task(spec)?;
     if m.arch.is_recurrent() {
         positive("model.d_embed", m.d_embed)?;
         positive("model.d_hidden", m.d_hidden)?;

@@ -176,6 +176,15 @@ fn open(args: SweepArgs) -> Result<Study> {
         })?;
     }
     let s = &resolved.spec;
+    if s.data.task == spec::Task::Lm && s.sweep.objective != spec::Objective::ValLoss {
+        return Err(UserError::new(
+            &origin,
+            Some("sweep.objective"),
+            "a language model (data.task = \"lm\") has no exact match to reach: use \
+             objective = \"val_loss\"",
+        )
+        .into());
+    }
     let dir = Path::new(&s.experiment.out_dir).join(&s.experiment.name);
     let total = match s.sweep.sampler {
         SamplerKind::Grid => s.sweep.trials.min(space.grid().len()),
@@ -450,14 +459,15 @@ struct TrialObserver<'a> {
 
 impl Observer for TrialObserver<'_> {
     fn on_eval(&mut self, row: &MetricsRow) -> bool {
-        if row.val_exact >= self.target && self.reached_at.is_none() {
+        if row.val_exact.is_some_and(|e| e >= self.target) && self.reached_at.is_none() {
             self.reached_at = Some(row.elapsed_s);
         }
         // Recorded for curves; a time-to-target study has no pruner (see validate).
         let loss = match self.objective {
             // A time is only known at the end: its curve records exact match meanwhile.
             spec::Objective::ValExact | spec::Objective::TimeToTarget => {
-                spec::Objective::ValExact.loss(row.val_exact)
+                // A language model has none: the study refuses these objectives for it.
+                spec::Objective::ValExact.loss(row.val_exact.unwrap_or(0.0))
             }
             spec::Objective::ValLoss => row.val_loss,
         };

@@ -39,12 +39,17 @@ pub struct MetricsRow {
     pub train_loss: f64,
     pub val_loss: f64,
     pub val_token_acc: f64,
-    pub val_exact: f64,
+    /// None for language-model runs (`data.task = "lm"`): strings have no answer to match.
+    pub val_exact: Option<f64>,
     pub lr: f64,
+    /// Curriculum stage of this row (0-based; as many as `data.stages` for the data's own
+    /// distribution): the val_* columns are over that stage's validation set.
+    #[serde(default)]
+    pub stage: usize,
 }
 
 pub const METRICS_HEADER: &str =
-    "step,epoch,elapsed_s,samples,train_loss,val_loss,val_token_acc,val_exact,lr";
+    "step,epoch,elapsed_s,samples,train_loss,val_loss,val_token_acc,val_exact,lr,stage";
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -144,6 +149,16 @@ pub struct Position {
     /// Training loss accumulated since the last evaluation row.
     pub loss_sum: f64,
     pub loss_count: u64,
+    /// Curriculum stage (see `MetricsRow::stage`), and the step, training seconds and epoch
+    /// count at which it began.
+    #[serde(default)]
+    pub stage: usize,
+    #[serde(default)]
+    pub stage_step: u64,
+    #[serde(default)]
+    pub stage_s: f64,
+    #[serde(default)]
+    pub stage_epoch: u64,
 }
 
 impl Position {
@@ -158,7 +173,22 @@ impl Position {
             train_s: 0.0,
             loss_sum: 0.0,
             loss_count: 0,
+            stage: 0,
+            stage_step: 0,
+            stage_s: 0.0,
+            stage_epoch: 0,
         }
+    }
+
+    /// Moves to the next curriculum stage: a new epoch over its data, in an order drawn
+    /// from a generator of its own.
+    fn next_stage(&mut self, seed: u64, train_s: f64) {
+        self.stage += 1;
+        self.stage_step = self.step;
+        self.stage_s = train_s;
+        self.stage_epoch = self.epoch;
+        self.batch_index = 0;
+        self.epoch_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0BA7_C4E5 ^ self.stage as u64);
     }
 }
 
@@ -248,23 +278,21 @@ fn step_seed(seed: u64, step: u64) -> u64 {
     seed ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-impl Loop<'_> {
+impl<'a> Loop<'a> {
     fn run(&mut self) -> Result<FitReport> {
         let spec = self.input.spec;
         let device = self.input.device;
         let (mut model, mut optim, mut pos) = self.start();
         let layout = crate::model::layout(spec, self.input.vocab);
         let loss_fn = crate::model::loss_fn(device);
-        let mut order = EpochOrder::new(&self.input.splits.train, spec.train.batch_size, &pos);
+        let mut order = EpochOrder::new(self.train_set(pos.stage), spec.train.batch_size, &pos);
         let eval_every = EvalTrigger::new(&spec.train.eval_every);
         let mut last_eval = Instant::now();
         let reason = loop {
             let lr = self.schedule.lr(pos.step, self.progress(pos.step));
-            let refs: Vec<&crate::data::Example> = order
-                .next(&mut pos)
-                .iter()
-                .map(|&i| &self.input.splits.train[i])
-                .collect();
+            let train = self.train_set(pos.stage);
+            let refs: Vec<&crate::data::Example> =
+                order.next(&mut pos).iter().map(|&i| &train[i]).collect();
             device.seed(step_seed(spec.experiment.seed, pos.step));
             let batch = make_batch(
                 &refs,
@@ -287,8 +315,12 @@ impl Loop<'_> {
             self.count_step(&mut pos, batch_size, loss_value);
             let stop = self.stop_after_step(pos.step);
             if eval_every.due(pos.step, last_eval) || stop.is_some() {
+                let stage = pos.stage;
                 let after_eval = self.evaluate(&model, &optim, &mut pos, lr)?;
                 last_eval = Instant::now();
+                if pos.stage != stage {
+                    order = EpochOrder::new(self.train_set(pos.stage), spec.train.batch_size, &pos);
+                }
                 if let Some(reason) = stop.or(after_eval) {
                     break reason;
                 }
@@ -430,10 +462,11 @@ impl Loop<'_> {
     ) -> Result<Option<StopReason>> {
         let valid = model.valid();
         let row = self.validation_row(&valid, pos, lr);
+        self.advance_stage(&row, pos);
         // The checkpoint keeps the loss accumulated so far when interrupted: a run stopped
         // here and resumed writes the same next row as one that never stopped. Resuming
         // from a regular evaluation starts a fresh accumulation, as the run itself does.
-        let mut state = self.train_state(pos, Some(row.val_exact));
+        let mut state = self.train_state(pos, row.val_exact);
         (pos.loss_sum, pos.loss_count) = (0.0, 0);
         if !crate::signals::stop_requested() {
             (state.position.loss_sum, state.position.loss_count) = (0.0, 0);
@@ -445,13 +478,63 @@ impl Loop<'_> {
         let t = &self.input.spec.train;
         Ok(if !keep_going {
             Some(StopReason::Pruned)
-        } else if row.val_exact >= t.target_exact {
+        } else if row.stage == self.stages() && row.val_exact.is_some_and(|e| e >= t.target_exact) {
             Some(StopReason::Target)
         } else if t.patience > 0 && self.since_best >= t.patience {
             Some(StopReason::Patience)
         } else {
             None
         })
+    }
+
+    /// Curriculum stages before the data's own distribution.
+    fn stages(&self) -> usize {
+        self.input.splits.stages.len()
+    }
+
+    /// The training examples of `stage` (the data's own after the last listed stage).
+    fn train_set(&self, stage: usize) -> &'a [crate::data::Example] {
+        match self.input.splits.stages.get(stage) {
+            Some(s) => &s.train,
+            None => &self.input.splits.train,
+        }
+    }
+
+    fn val_set(&self, stage: usize) -> &'a [crate::data::Example] {
+        match self.input.splits.stages.get(stage) {
+            Some(s) => &s.val,
+            None => &self.input.splits.val,
+        }
+    }
+
+    /// After an evaluation in a curriculum stage: moves on when the stage's condition holds
+    /// (before the checkpoint is written, so that a resume continues in the new stage).
+    fn advance_stage(&self, row: &MetricsRow, pos: &mut Position) {
+        let spec = self.input.spec;
+        let Some(stage) = spec.data.stages.get(pos.stage) else {
+            return;
+        };
+        let reached = stage
+            .until_exact
+            .is_some_and(|u| row.val_exact.is_some_and(|e| e >= u));
+        let used_up = stage.share.is_some_and(|share| {
+            let t = &spec.train;
+            if t.max_steps > 0 {
+                (pos.step - pos.stage_step) as f64 >= share * t.max_steps as f64
+            } else {
+                self.elapsed() - pos.stage_s >= share * self.total_s
+            }
+        });
+        if reached || used_up {
+            info!(
+                step = pos.step,
+                from = pos.stage,
+                to = pos.stage + 1,
+                reason = if reached { "until_exact" } else { "share" },
+                "curriculum: next stage"
+            );
+            pos.next_stage(spec.experiment.seed, self.elapsed());
+        }
     }
 
     /// Scores `valid` on the validation set: the metrics row of this evaluation.
@@ -463,7 +546,7 @@ impl Loop<'_> {
             exact,
         } = teacher_forced(
             valid,
-            &self.input.splits.val,
+            self.val_set(pos.stage),
             self.input.vocab,
             crate::model::layout(spec, self.input.vocab),
             &valid_device(self.input.device),
@@ -478,18 +561,20 @@ impl Loop<'_> {
             val_token_acc: token_acc,
             val_exact: exact,
             lr,
+            stage: pos.stage,
         };
+        let shown = exact.map_or("-".into(), |e| format!("{e:.4}"));
         info!(
             step = row.step,
             train_loss = format!("{:.4}", row.train_loss),
             val_loss = format!("{:.4}", loss),
-            val_exact = format!("{:.4}", exact),
+            val_exact = shown,
             elapsed_s = format!("{:.1}", row.elapsed_s),
             "eval"
         );
         self.bar.set_message(format!(
-            "step {} loss {:.4} val_exact {:.3}",
-            row.step, row.train_loss, exact
+            "step {} loss {:.4} val_loss {loss:.4} val_exact {shown}",
+            row.step, row.train_loss
         ));
         row
     }
@@ -540,10 +625,16 @@ impl Loop<'_> {
     }
 }
 
-/// Is `row` better than `best`: a higher val_exact, or the same with a lower val_loss.
+/// Is `row` better than `best`: a higher val_exact, or the same with a lower val_loss (for
+/// language models, which have no val_exact, the lower val_loss).
+/// A row of a later curriculum stage beats every row of an earlier one: the best model is
+/// the best on the distribution the run ends with.
 fn improves(row: &MetricsRow, best: Option<&MetricsRow>) -> bool {
     best.is_none_or(|b| {
-        row.val_exact > b.val_exact || (row.val_exact == b.val_exact && row.val_loss < b.val_loss)
+        row.stage > b.stage
+            || (row.stage == b.stage
+                && (row.val_exact > b.val_exact
+                    || (row.val_exact == b.val_exact && row.val_loss < b.val_loss)))
     })
 }
 
@@ -620,8 +711,8 @@ impl EpochOrder {
     fn new(train: &[crate::data::Example], batch_size: usize, pos: &Position) -> Self {
         let lengths: Vec<usize> = train.iter().map(|e| e.prefix.len()).collect();
         let mut rng = pos.epoch_rng.clone();
-        // A resumed run redraws the order of the epoch it was in.
-        let batches = if pos.epoch == 0 {
+        // A resumed run redraws the order of the epoch it was in (if its stage has one).
+        let batches = if pos.epoch == pos.stage_epoch {
             Vec::new()
         } else {
             epoch_batches(&lengths, batch_size, &mut rng)

@@ -7,7 +7,10 @@ use bracket_closer::spec;
 fn every_config_in_configs_is_valid() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
     let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+    let entries = std::fs::read_dir(&dir)
+        .unwrap()
+        .chain(std::fs::read_dir(dir.join("techniques")).unwrap());
+    for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "toml") {
             let arg = path.to_str().unwrap();
@@ -18,5 +21,5 @@ fn every_config_in_configs_is_valid() {
             checked += 1;
         }
     }
-    assert!(checked >= 7, "only {checked} configs");
+    assert!(checked >= 11, "only {checked} configs");
 }

@@ -64,8 +64,37 @@ fn last_logits(dir: &Path) -> Vec<f32> {
 
 #[test]
 fn an_interrupted_run_resumes_to_the_same_metrics_and_weights() {
+    resumes_to_the_same_metrics_and_weights(&Workspace::new(), LONG);
+}
+
+/// A curriculum whose first stage ends at the third evaluation, about when the run is
+/// interrupted, and whose second ends on exact match or a fifth of the steps.
+#[test]
+fn an_interrupted_curriculum_resumes_in_its_stage() {
+    let spec = format!(
+        "{LONG}\n[[data.stages]]\nmax_len = 6\nshare = 0.1\n\n[[data.stages]]\nmax_len = 12\nuntil_exact = 0.9\nshare = 0.2\n"
+    );
     let ws = Workspace::new();
-    ws.write("long.toml", LONG);
+    let whole = resumes_to_the_same_metrics_and_weights(&ws, &spec);
+    let stages: Vec<String> = std::fs::read_to_string(whole.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().to_string())
+        .collect();
+    let first_of = |s: &str| stages.iter().position(|x| x == s);
+    // Stage 0 for 60 steps (three rows), stage 1 for at most 120, then the data's own.
+    assert_eq!(first_of("1"), Some(3), "{stages:?}");
+    assert!(first_of("2").is_some_and(|i| i <= 9), "{stages:?}");
+    assert!(stages.windows(2).all(|w| w[0] <= w[1]), "{stages:?}");
+    let log = std::fs::read_to_string(whole.join("run.log")).unwrap();
+    assert_eq!(log.matches("curriculum: next stage").count(), 2, "{log}");
+}
+
+/// Runs `spec` in `ws` whole and interrupted-then-resumed: the same rows and weights.
+/// Returns the whole run's directory.
+fn resumes_to_the_same_metrics_and_weights(ws: &Workspace, spec: &str) -> std::path::PathBuf {
+    ws.write("long.toml", spec);
     let whole = ws.run_ok("long.toml", &["experiment.name=whole"]);
 
     let child = Command::new(assert_cmd::cargo::cargo_bin("runner"))
@@ -119,6 +148,7 @@ fn an_interrupted_run_resumes_to_the_same_metrics_and_weights() {
         std::fs::read_to_string(whole.join("eval.csv")).unwrap(),
         std::fs::read_to_string(cut.join("eval.csv")).unwrap()
     );
+    whole
 }
 
 #[test]

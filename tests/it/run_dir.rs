@@ -4,7 +4,8 @@ use crate::common::{Workspace, TINY};
 use predicates::str::contains;
 use std::path::Path;
 
-const HEADER: &str = "step,epoch,elapsed_s,samples,train_loss,val_loss,val_token_acc,val_exact,lr";
+const HEADER: &str =
+    "step,epoch,elapsed_s,samples,train_loss,val_loss,val_token_acc,val_exact,lr,stage";
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -27,6 +28,11 @@ fn run_writes_every_file_of_the_run_directory() {
         "{resolved}"
     );
     assert!(read(&run.join("run.log")).contains("eval"));
+    let start: serde_json::Value = serde_json::from_str(&read(&run.join("start.json"))).unwrap();
+    assert_eq!(
+        start["params"]["total"], start["params"]["trained"],
+        "{start}"
+    );
 
     let metrics = read(&run.join("metrics.csv"));
     let mut lines = metrics.lines();

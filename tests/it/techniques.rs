@@ -232,3 +232,210 @@ fn lora_trains_only_adapters_and_merged_weights_predict_the_same() {
         .code(2)
         .stderr(contains("model.lora"));
 }
+
+/// The rows of a metrics.csv as maps from column to value.
+fn metrics(run: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            header
+                .iter()
+                .cloned()
+                .zip(r.iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn language_models_pretrain_without_labels_and_a_finetune_starts_from_them() {
+    let ws = Workspace::new();
+    ws.write("gpt.toml", TINY_GPT);
+    for (arch, extra) in [
+        ("gpt", vec![]),
+        ("gru", vec![]),
+        ("ber", vec!["model.mlm_prob=0.15"]),
+    ] {
+        let name = format!("experiment.name=lm_{arch}");
+        let arch_key = format!("model.arch={arch}");
+        let mut args = vec![
+            name.as_str(),
+            arch_key.as_str(),
+            "data.task=\"lm\"",
+            "train.max_steps=40",
+            "train.eval_every=10",
+            "train.lr=1e-2",
+        ];
+        args.extend(extra);
+        let out = ws
+            .runner()
+            .arg("run")
+            .arg("gpt.toml")
+            .args(&args)
+            .output()
+            .unwrap();
+        let run = ws.run_dir_of(&out);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("test_loss:"));
+        let rows = metrics(&run);
+        let loss = |i: usize| rows[i]["val_loss"].parse::<f64>().unwrap();
+        let (first, last) = (loss(0), loss(rows.len() - 1));
+        // A uniform guess over the 10 tokens scores ln 10 = 2.30.
+        eprintln!("{arch}: val_loss {first:.4} -> {last:.4}");
+        assert!(
+            last < first - 0.1 && last < 2.30 - 0.4,
+            "{arch}: val_loss {first} -> {last}"
+        );
+        assert!(rows.iter().all(|r| r["val_exact"].is_empty()), "{arch}");
+        let summary = json(&run.join("summary.json"));
+        assert!(summary["test_exact"].is_null() && summary["test_loss"].is_number());
+        // The strings hold no `,output`: the model has never seen the closing task.
+        let train = std::fs::read_to_string(run.join("dataset/train.jsonl")).unwrap();
+        assert!(
+            train.lines().all(|l| l.ends_with("\"output\":\"\"}")),
+            "{arch}"
+        );
+        // Scored on the closing task zero-shot by continuing `input` + prefix (a masked
+        // LM cannot write one); the suite is for closing models.
+        let eval = ws.runner().args(["eval", run.to_str().unwrap()]).assert();
+        if arch == "ber" {
+            eval.code(2).stderr(contains("masked language model"));
+        } else {
+            eval.success().stderr(contains("zero-shot"));
+        }
+        ws.runner()
+            .args(["eval", run.to_str().unwrap(), "--suite"])
+            .assert()
+            .code(2)
+            .stderr(contains("language model"));
+    }
+    let lm = ws.path().join("experiments/lm_gpt");
+    let lm = std::fs::read_dir(&lm)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    ws.runner()
+        .args(["predict", lm.to_str().unwrap(), "(("])
+        .assert()
+        .success();
+    let from = format!("model.init_from=\"{}\"", lm.display());
+    let run = ws.run_ok("gpt.toml", &[&from, "experiment.name=finetune"]);
+    let start = json(&run.join("start.json"));
+    let all = params::list(
+        &checkpoint::load(&run.join("checkpoints/best"), &Device::flex())
+            .unwrap()
+            .model,
+    );
+    assert_eq!(names(&start["loaded"]).len(), all.len(), "{start}");
+    let log = std::fs::read_to_string(run.join("run.log")).unwrap();
+    assert!(log.contains("starting from the weights of another run"));
+    assert!(log.contains("lm_gpt"), "{log}");
+}
+
+#[test]
+fn impossible_technique_settings_are_refused_by_key() {
+    let ws = Workspace::new();
+    ws.write("tiny.toml", TINY);
+    for (args, key) in [
+        (vec!["data.task=\"lm\"", "model.arch=tra"], "data.task"),
+        (vec!["data.task=\"lm\"", "model.arch=ber"], "model.mlm_prob"),
+        (vec!["data.task=\"story\""], "data.task"),
+        (vec!["data.stages=[{ max_len = 6 }]"], "data.stages[0]"),
+        (
+            vec!["data.stages=[{ max_len = 40, share = 0.2 }]"],
+            "data.stages[0].max_len",
+        ),
+        (
+            vec!["data.stages=[{ max_len = 6, share = 1.5 }]"],
+            "data.stages[0].share",
+        ),
+        (
+            vec!["data.stages=[{ max_len = 6, until_exact = 0 }]"],
+            "data.stages[0].until_exact",
+        ),
+        (
+            vec!["data.stages=[{ max_len = 6, share = 0.6 }, { max_len = 9, share = 0.5 }]"],
+            "data.stages",
+        ),
+        (vec!["data.stages=[{ max_len = 6, when = 0.5 }]"], "when"),
+        (
+            vec!["model.lora={ rank = 0 }", "model.arch=gpt"],
+            "model.lora.rank",
+        ),
+        (
+            vec![
+                "model.lora={ rank = 2 }",
+                "model.arch=gpt",
+                "train.freeze=[\"embed\"]",
+            ],
+            "train.freeze",
+        ),
+    ] {
+        ws.runner()
+            .arg("run")
+            .arg("tiny.toml")
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(contains(key).and(contains("panicked").not()));
+    }
+    assert!(!ws.path().join("experiments").exists(), "nothing written");
+}
+
+/// The shipped technique configs, in the order a user runs them, at a tiny size.
+#[test]
+fn the_technique_configs_run_in_order() {
+    let ws = Workspace::new();
+    let configs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/techniques");
+    let tiny = [
+        "model.d_model=16",
+        "model.n_heads=2",
+        "model.d_ff=32",
+        "model.n_layers=1",
+        "data.train_samples=300",
+        "data.val_samples=60",
+        "data.test_samples=60",
+        "train.max_steps=24",
+        "train.eval_every=6",
+        "train.budget=\"2min\"",
+    ];
+    let mut runs = Vec::new();
+    for name in [
+        "pretrain_gpt_lm",
+        "finetune_gpt_from_lm",
+        "lora_gpt",
+        "curriculum_gru",
+    ] {
+        let spec = configs.join(format!("{name}.toml"));
+        let mut args: Vec<&str> = tiny.to_vec();
+        if name == "curriculum_gru" {
+            args.retain(|a| !a.starts_with("model."));
+        }
+        runs.push(ws.run_ok(spec.to_str().unwrap(), &args));
+    }
+    let lm = &runs[0];
+    for finetune in &runs[1..3] {
+        let start = json(&finetune.join("start.json"));
+        assert!(
+            start["init_from"]
+                .as_str()
+                .unwrap()
+                .contains(lm.file_name().unwrap().to_str().unwrap()),
+            "{start}"
+        );
+    }
+    ws.runner()
+        .args(["merge", runs[2].to_str().unwrap()])
+        .assert()
+        .success();
+    let stages: Vec<String> = metrics(&runs[3])
+        .iter()
+        .map(|r| r["stage"].clone())
+        .collect();
+    assert_eq!(stages.first().map(String::as_str), Some("0"), "{stages:?}");
+    assert_eq!(stages.last().map(String::as_str), Some("2"), "{stages:?}");
+}
