@@ -35,12 +35,18 @@ fn names(value: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// Writes `text` as `file`, runs it: the base run and the override that starts from it.
+fn base_run(ws: &Workspace, file: &str, text: &str) -> (std::path::PathBuf, String) {
+    ws.write(file, text);
+    let base = ws.run_ok(file, &[]);
+    let from = format!("model.init_from=\"{}\"", base.display());
+    (base, from)
+}
+
 #[test]
 fn a_finetune_takes_parameters_by_name_resets_and_freezes_what_it_is_told() {
     let ws = Workspace::new();
-    ws.write("tiny.toml", TINY);
-    let base = ws.run_ok("tiny.toml", &[]);
-    let from = format!("model.init_from=\"{}\"", base.display());
+    let (base, from) = base_run(&ws, "tiny.toml", TINY);
     let run = ws.run_ok(
         "tiny.toml",
         &[
@@ -96,9 +102,7 @@ fn a_finetune_takes_parameters_by_name_resets_and_freezes_what_it_is_told() {
 #[test]
 fn parameters_that_cannot_be_taken_are_refused_by_name_unless_reset() {
     let ws = Workspace::new();
-    ws.write("tiny.toml", TINY);
-    let base = ws.run_ok("tiny.toml", &[]);
-    let from = format!("model.init_from=\"{}\"", base.display());
+    let (_, from) = base_run(&ws, "tiny.toml", TINY);
     ws.runner()
         .args(["run", "tiny.toml", &from, "model.d_hidden=32"])
         .assert()
@@ -171,9 +175,7 @@ budget = "2min"
 #[test]
 fn lora_trains_only_adapters_and_merged_weights_predict_the_same() {
     let ws = Workspace::new();
-    ws.write("gpt.toml", TINY_GPT);
-    let base = ws.run_ok("gpt.toml", &[]);
-    let from = format!("model.init_from=\"{}\"", base.display());
+    let (base, from) = base_run(&ws, "gpt.toml", TINY_GPT);
     let run = ws.run_ok(
         "gpt.toml",
         &[
@@ -200,6 +202,10 @@ fn lora_trains_only_adapters_and_merged_weights_predict_the_same() {
             "{name}"
         );
     }
+    // A resumed LoRA run trains the adapters only, as the run did.
+    let loaded =
+        checkpoint::load(&run.join("checkpoints/last"), &Device::flex().autodiff()).unwrap();
+    assert_eq!(params::counts(&loaded.model).trained, 448);
     ws.runner()
         .args(["merge", run.to_str().unwrap()])
         .assert()
