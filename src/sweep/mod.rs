@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storage::{Outcome, Proposal, Sqlite, Storage, Trial, TrialState, Worker};
+use storage::{Location, Outcome, Proposal, Storage, Trial, TrialState, Worker};
 use tracing::{info, warn};
 
 #[derive(Debug, clap::Args)]
@@ -64,8 +64,9 @@ impl Study {
         &self.resolved.spec
     }
 
-    fn db(&self) -> Result<Sqlite> {
-        Sqlite::open(&storage::db_path(&self.dir))
+    /// Where the study's records live.
+    fn location(&self) -> Location {
+        Location::in_study_dir(&self.dir)
     }
 }
 
@@ -78,7 +79,8 @@ pub fn sweep(args: SweepArgs) -> Result<String> {
     }
     std::fs::create_dir_all(study.dir.join("trials"))
         .with_context(|| format!("creating study directory '{}'", study.dir.display()))?;
-    let db = study.db()?;
+    let db = study.location().open()?;
+    let db = db.as_ref();
     let stored = db.open_study(
         &study.spec().experiment.name,
         &study.space.fingerprint(),
@@ -99,7 +101,7 @@ pub fn sweep(args: SweepArgs) -> Result<String> {
     check_trial_dirs(&study.dir, &db.trials()?)?;
     if study.args.worker {
         crate::logging::set_training_bar(false);
-        return work(&study, &db).map(|()| String::new());
+        return work(&study, db).map(|()| String::new());
     }
     let jobs = study.args.jobs.unwrap_or(study.spec().sweep.jobs).max(1);
     info!(study = %study.dir.display(), trials = study.total, jobs, "sweep");
@@ -107,7 +109,7 @@ pub fn sweep(args: SweepArgs) -> Result<String> {
     crate::logging::set_training_bar(false);
     let done = Arc::new(AtomicBool::new(false));
     let monitor = spawn_monitor(&study, done.clone());
-    let result = work(&study, &db);
+    let result = work(&study, db);
     for (k, mut child) in children.into_iter().enumerate() {
         let status = child.wait()?;
         if !status.success() {
@@ -121,7 +123,7 @@ pub fn sweep(args: SweepArgs) -> Result<String> {
     done.store(true, Ordering::Relaxed);
     let _ = monitor.join();
     result?;
-    report::write(&study.dir, &db, study.spec().sweep.objective)?;
+    report::write(&study.dir, db, study.spec().sweep.objective)?;
     show(&study.dir)
 }
 
@@ -133,6 +135,7 @@ pub fn trial_dir(study_dir: &Path, number: u64) -> PathBuf {
 /// Refuses a study directory whose `trials/` holds runs the database does not know: its
 /// `study.db` was replaced or emptied, and the next trials would overwrite them.
 fn check_trial_dirs(dir: &Path, trials: &[Trial]) -> Result<()> {
+    let location = Location::in_study_dir(dir);
     let known: std::collections::HashSet<String> =
         trials.iter().map(|t| t.number.to_string()).collect();
     let trials_dir = dir.join("trials");
@@ -149,9 +152,9 @@ fn check_trial_dirs(dir: &Path, trials: &[Trial]) -> Result<()> {
     Err(UserError::input(
         trials_dir.display().to_string(),
         format!(
-            "holds trial directories the study database does not know ({}); its study.db \
-             was replaced or emptied. Nothing was changed: restore study.db, or move the \
-             study directory away to start afresh",
+            "holds trial directories the study database ({location}) does not know ({}): it \
+             was replaced or emptied. Nothing was changed: restore it, or move the study \
+             directory away to start afresh",
             unknown.join(", ")
         ),
     )
@@ -229,7 +232,7 @@ fn dry_run(study: &Study) -> String {
 }
 
 /// Claims and runs trials until the study has all of them.
-fn work(study: &Study, db: &Sqlite) -> Result<()> {
+fn work(study: &Study, db: &dyn Storage) -> Result<()> {
     let me = Worker::this_process();
     while let Some(trial) = db.claim(study.total, &me, &mut |trials| propose(study, trials))? {
         run_trial(study, db, &trial)?;
@@ -313,7 +316,7 @@ fn propose(study: &Study, trials: &[Trial]) -> Option<Proposal> {
     })
 }
 
-fn run_trial(study: &Study, db: &Sqlite, trial: &Trial) -> Result<()> {
+fn run_trial(study: &Study, db: &dyn Storage, trial: &Trial) -> Result<()> {
     let started = Instant::now();
     let name = format!("{}-trial-{}", study.spec().experiment.name, trial.number);
     info!(trial = trial.number, params = ?trial.params, attempt = trial.attempts, "trial");
@@ -322,7 +325,7 @@ fn run_trial(study: &Study, db: &Sqlite, trial: &Trial) -> Result<()> {
     overrides.push(format!("experiment.seed={}", trial.seed));
     overrides.push(format!("experiment.name=\"{name}\""));
     let root = trial_dir(&study.dir, trial.number);
-    let heartbeat = Heartbeat::start(&storage::db_path(&study.dir), trial.number);
+    let heartbeat = Heartbeat::start(study.location(), trial.number);
     let outcome = attempt(study, db, trial, &overrides, &root, started);
     heartbeat.stop();
     let (state, value, best_step, reason) = outcome;
@@ -377,7 +380,7 @@ type TrialResult = (TrialState, Option<f64>, Option<u64>, Option<String>);
 /// error, a panic inside burn, divergence) becomes a failed trial, never a failed study.
 fn attempt(
     study: &Study,
-    db: &Sqlite,
+    db: &dyn Storage,
     trial: &Trial,
     overrides: &[String],
     root: &Path,
@@ -447,7 +450,7 @@ fn time_to_target(reached_at: Option<f64>, best: f64, target: f64, budget_s: f64
 
 /// Reports each evaluation to storage and asks the pruner whether to go on.
 struct TrialObserver<'a> {
-    db: &'a Sqlite,
+    db: &'a dyn Storage,
     number: u64,
     pruner: Pruner,
     objective: spec::Objective,
@@ -509,12 +512,12 @@ struct Heartbeat {
 }
 
 impl Heartbeat {
-    fn start(db_path: &Path, number: u64) -> Self {
+    fn start(location: Location, number: u64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let path = db_path.to_path_buf();
         let handle = std::thread::spawn(move || {
-            let Ok(db) = Sqlite::open(&path) else { return };
+            // A connection of its own: the worker's is busy with the trial.
+            let Ok(db) = location.open() else { return };
             let mut last = Instant::now();
             while !flag.load(Ordering::Relaxed) {
                 if last.elapsed() >= Duration::from_secs(15) {
@@ -566,7 +569,7 @@ fn spawn_workers(study: &Study, n: usize) -> Result<Vec<std::process::Child>> {
 
 /// A progress bar over trials, with the best value so far, read from storage.
 fn spawn_monitor(study: &Study, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    let path = storage::db_path(&study.dir);
+    let location = study.location();
     let total = study.total as u64;
     let objective = study.spec().sweep.objective;
     std::thread::spawn(move || {
@@ -576,7 +579,7 @@ fn spawn_monitor(study: &Study, done: Arc<AtomicBool>) -> std::thread::JoinHandl
                 .expect("the template is valid"),
         );
         crate::logging::attach_bar(Some(bar.clone()));
-        let Ok(db) = Sqlite::open_read_only(&path) else {
+        let Ok(db) = location.open_read_only() else {
             return;
         };
         while !done.load(Ordering::Relaxed) {

@@ -1,6 +1,6 @@
 //! What a study shows: `trials.csv`, `best_trial.toml`, and the `runner study` views.
 
-use super::storage::{Sqlite, Storage, Trial, TrialState};
+use super::storage::{Location, Storage, Trial, TrialState};
 use crate::artifacts::{write_atomic, RunPaths};
 use crate::error::UserError;
 use crate::spec::Objective;
@@ -19,7 +19,7 @@ pub fn best(trials: &[Trial], objective: Objective) -> Option<&Trial> {
 }
 
 /// Rewrites `trials.csv` and `best_trial.toml` (atomically).
-pub fn write(dir: &Path, db: &Sqlite, objective: Objective) -> Result<()> {
+pub fn write(dir: &Path, db: &dyn Storage, objective: Objective) -> Result<()> {
     let trials = db.trials()?;
     let keys: BTreeSet<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -95,16 +95,16 @@ pub fn best_path(dir: &Path) -> PathBuf {
 }
 
 /// The study in `dir`, read-only: looking at a study never changes it.
-fn open_existing(dir: &Path) -> Result<Sqlite> {
-    let path = super::storage::db_path(dir);
-    if !path.is_file() {
+fn open_existing(dir: &Path) -> Result<Box<dyn Storage + Send>> {
+    let location = Location::in_study_dir(dir);
+    if !location.exists() {
         return Err(UserError::input(
             dir.display().to_string(),
-            "holds no study (no study.db); `runner sweep SPEC` creates one",
+            format!("holds no study (no {location}); `runner sweep SPEC` creates one"),
         )
         .into());
     }
-    Sqlite::open_read_only(&path)
+    location.open_read_only()
 }
 
 /// `runner study show`: best trial, the top ten, counts by state, and every failure.

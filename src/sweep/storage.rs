@@ -1,7 +1,9 @@
-//! Study storage behind a trait, so that a PostgreSQL backend can let workers on several
-//! machines share a study. SQLite here: `study.db` in the study directory, WAL mode and a
-//! busy timeout so parallel workers wait instead of failing, and every claim made in one
-//! `BEGIN IMMEDIATE` transaction so no two workers get the same trial number or grid point.
+//! Study storage behind a trait: every sweep, pruner and report path holds a
+//! `&dyn Storage` opened from one [`Location`], so that another backend (PostgreSQL, for
+//! workers on several machines) slots in beside SQLite. SQLite here: `study.db` in the study
+//! directory, WAL mode and a busy timeout so parallel workers wait instead of failing, and
+//! every claim made in one `BEGIN IMMEDIATE` transaction so no two workers get the same
+//! trial number or grid point.
 
 use super::space::Params;
 use crate::error::UserError;
@@ -10,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -118,9 +120,50 @@ pub trait Storage {
     fn intermediates(&self) -> Result<HashMap<u64, Vec<f64>>>;
 }
 
-/// The study database in a study directory.
-pub fn db_path(study_dir: &Path) -> std::path::PathBuf {
-    study_dir.join("study.db")
+/// The study database's file name in a study directory.
+const DB_FILE: &str = "study.db";
+
+/// Where a study's records live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file: `study.db` in the study directory unless told otherwise.
+    Sqlite(PathBuf),
+}
+
+impl Location {
+    /// The default: the SQLite file in the study directory.
+    pub fn in_study_dir(dir: &Path) -> Self {
+        Location::Sqlite(dir.join(DB_FILE))
+    }
+
+    /// For a sweep: opens the study's storage, creating it if it is new.
+    pub fn open(&self) -> Result<Box<dyn Storage + Send>> {
+        match self {
+            Location::Sqlite(path) => Ok(Box::new(Sqlite::open(path)?)),
+        }
+    }
+
+    /// For the study views: an existing study, never written to.
+    pub fn open_read_only(&self) -> Result<Box<dyn Storage + Send>> {
+        match self {
+            Location::Sqlite(path) => Ok(Box::new(Sqlite::open_read_only(path)?)),
+        }
+    }
+
+    /// Is there a study store here at all (for a view's "no study" message)?
+    pub fn exists(&self) -> bool {
+        match self {
+            Location::Sqlite(path) => path.is_file(),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+        }
+    }
 }
 
 /// A running trial with no heartbeat for this long is taken to be dead (other hosts, or
@@ -478,11 +521,24 @@ impl Storage for Sqlite {
     }
 }
 
+/// The suite every backend must pass. `store` makes a fresh, empty store and returns a
+/// function that opens a new connection to it (each thread, or "worker", its own).
 #[cfg(test)]
-mod tests {
+pub(crate) mod conformance {
     use super::*;
+    use std::sync::Arc;
 
-    fn proposal(seed: u64) -> Option<Proposal> {
+    pub type Connect = Arc<dyn Fn() -> Box<dyn Storage + Send> + Send + Sync>;
+
+    pub fn run(store: &dyn Fn() -> Connect) {
+        claims_number_trials_in_order_and_stop_at_the_total(store());
+        an_interrupted_trial_is_rerun_with_the_same_parameters(store());
+        outcomes_and_intermediate_values_read_back(store());
+        workers_opening_a_new_study_at_once_all_succeed(store);
+        connections_claiming_at_once_never_share_a_number(store());
+    }
+
+    pub fn proposal(seed: u64) -> Option<Proposal> {
         let mut params = Params::new();
         params.insert("train.lr".into(), toml::Value::Float(seed as f64));
         Some(Proposal {
@@ -492,10 +548,18 @@ mod tests {
         })
     }
 
-    #[test]
-    fn claims_number_trials_in_order_and_stop_at_the_total() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Sqlite::open(&dir.path().join("study.db")).unwrap();
+    fn outcome(state: TrialState, value: Option<f64>) -> Outcome<'static> {
+        Outcome {
+            state,
+            value,
+            best_step: Some(40),
+            reason: None,
+            wall_s: 1.5,
+        }
+    }
+
+    fn claims_number_trials_in_order_and_stop_at_the_total(connect: Connect) {
+        let db = connect();
         assert_eq!(
             db.open_study("s", "space-a", Objective::ValExact).unwrap(),
             "space-a"
@@ -505,62 +569,85 @@ mod tests {
             "space-a",
             "kept from creation"
         );
+        assert_eq!(db.objective().unwrap(), Objective::ValExact);
         let me = Worker::this_process();
         let mut numbers = Vec::new();
         while let Some(t) = db
             .claim(3, &me, &mut |ts| proposal(ts.len() as u64))
             .unwrap()
         {
-            db.finish(
-                t.number,
-                &Outcome {
-                    state: TrialState::Complete,
-                    value: Some(1.0),
-                    best_step: None,
-                    reason: None,
-                    wall_s: 1.0,
-                },
-            )
-            .unwrap();
+            db.finish(t.number, &outcome(TrialState::Complete, Some(1.0)))
+                .unwrap();
             numbers.push(t.number);
         }
         assert_eq!(numbers, vec![0, 1, 2]);
     }
 
-    #[test]
-    fn a_trial_of_a_dead_worker_is_rerun_with_the_same_parameters() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("study.db");
-        let db = Sqlite::open(&path).unwrap();
+    fn an_interrupted_trial_is_rerun_with_the_same_parameters(connect: Connect) {
+        let db = connect();
         db.open_study("s", "x", Objective::ValExact).unwrap();
-        let dead = Worker {
-            host: Worker::this_process().host,
-            pid: u32::MAX - 1,
-        };
-        let first = db.claim(5, &dead, &mut |_| proposal(7)).unwrap().unwrap();
         let me = Worker::this_process();
+        let first = db.claim(5, &me, &mut |_| proposal(7)).unwrap().unwrap();
+        db.report(first.number, 0, -0.5).unwrap();
+        db.finish(first.number, &outcome(TrialState::Interrupted, None))
+            .unwrap();
         let again = db.claim(5, &me, &mut |_| proposal(8)).unwrap().unwrap();
         assert_eq!(
             (again.number, again.seed, again.attempts),
             (first.number, 7, 2)
         );
         assert_eq!(again.params, first.params);
-        // A live worker's running trial is left alone: the next claim is a new number.
+        assert!(again.intermediates.is_empty(), "a re-run reports afresh");
+        // A running trial of a live worker is left alone: the next claim is a new number.
         let next = db.claim(5, &me, &mut |_| proposal(9)).unwrap().unwrap();
         assert_eq!(next.number, first.number + 1);
     }
 
-    #[test]
-    fn workers_opening_a_new_study_at_once_all_succeed() {
-        for _ in 0..20 {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("study.db");
+    fn outcomes_and_intermediate_values_read_back(connect: Connect) {
+        let db = connect();
+        db.open_study("s", "x", Objective::ValLoss).unwrap();
+        let me = Worker::this_process();
+        let t = db.claim(2, &me, &mut |_| proposal(3)).unwrap().unwrap();
+        assert_eq!(t.state, TrialState::Running);
+        for (i, v) in [0.9, 0.7, 0.4].into_iter().enumerate() {
+            db.report(t.number, i, v).unwrap();
+        }
+        db.finish(
+            t.number,
+            &Outcome {
+                state: TrialState::Failed,
+                value: None,
+                best_step: None,
+                reason: Some("diverged"),
+                wall_s: 2.0,
+            },
+        )
+        .unwrap();
+        let back = &db.trials().unwrap()[0];
+        assert_eq!(back.state, TrialState::Failed);
+        assert_eq!(back.reason.as_deref(), Some("diverged"));
+        assert_eq!(back.intermediates, vec![0.9, 0.7, 0.4]);
+        assert_eq!(back.wall_s, Some(2.0));
+        assert_eq!(db.intermediates().unwrap()[&t.number], vec![0.9, 0.7, 0.4]);
+        let u = db.claim(2, &me, &mut |_| proposal(4)).unwrap().unwrap();
+        db.finish(u.number, &outcome(TrialState::Complete, Some(0.25)))
+            .unwrap();
+        let back = &db.trials().unwrap()[1];
+        assert_eq!(
+            (back.state, back.value, back.best_step),
+            (TrialState::Complete, Some(0.25), Some(40))
+        );
+    }
+
+    fn workers_opening_a_new_study_at_once_all_succeed(store: &dyn Fn() -> Connect) {
+        for _ in 0..10 {
+            let connect = store();
             let handles: Vec<_> = (0..4)
                 .map(|_| {
-                    let path = path.clone();
+                    let connect = connect.clone();
                     std::thread::spawn(move || {
-                        Sqlite::open(&path)
-                            .and_then(|db| db.open_study("s", "x", Objective::ValExact))
+                        connect()
+                            .open_study("s", "x", Objective::ValExact)
                             .map(|_| ())
                     })
                 })
@@ -571,19 +658,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn two_connections_claiming_at_once_never_share_a_number() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("study.db");
-        Sqlite::open(&path)
-            .unwrap()
-            .open_study("s", "x", Objective::ValExact)
-            .unwrap();
+    fn connections_claiming_at_once_never_share_a_number(connect: Connect) {
+        connect().open_study("s", "x", Objective::ValExact).unwrap();
         let handles: Vec<_> = (0..4)
             .map(|_| {
-                let path = path.clone();
+                let connect = connect.clone();
                 std::thread::spawn(move || {
-                    let db = Sqlite::open(&path).unwrap();
+                    let db = connect();
                     let me = Worker::this_process();
                     let mut got = Vec::new();
                     while let Some(t) = db
@@ -602,5 +683,44 @@ mod tests {
             .collect();
         all.sort_unstable();
         assert_eq!(all, (0..40).collect::<Vec<_>>());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conformance::{proposal, Connect};
+    use super::*;
+    use std::sync::Arc;
+
+    /// A fresh SQLite study file; the directory lives as long as the connector.
+    fn sqlite_store() -> Connect {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let location = Location::in_study_dir(dir.path());
+        Arc::new(move || {
+            let _keep = &dir;
+            location.open().unwrap()
+        })
+    }
+
+    #[test]
+    fn sqlite_passes_the_storage_conformance_suite() {
+        conformance::run(&sqlite_store);
+    }
+
+    #[test]
+    fn a_trial_of_a_dead_worker_on_this_host_is_rerun_at_once() {
+        let db = sqlite_store()();
+        db.open_study("s", "x", Objective::ValExact).unwrap();
+        let dead = Worker {
+            host: Worker::this_process().host,
+            pid: u32::MAX - 1,
+        };
+        let first = db.claim(5, &dead, &mut |_| proposal(7)).unwrap().unwrap();
+        let me = Worker::this_process();
+        let again = db.claim(5, &me, &mut |_| proposal(8)).unwrap().unwrap();
+        assert_eq!(
+            (again.number, again.seed, again.attempts),
+            (first.number, 7, 2)
+        );
     }
 }
