@@ -7,6 +7,7 @@ use crate::error::UserError;
 use crate::spec::Objective;
 use crate::train::MetricsRow;
 use anyhow::{anyhow, bail, Context, Result};
+use plotters::coord::combinators::BindKeyPoints;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -113,6 +114,55 @@ fn temporary(path: &Path) -> std::path::PathBuf {
     path.with_file_name(format!("{}{name}", crate::artifacts::TMP_PREFIX))
 }
 
+/// Where the log-scale loss axis is labelled: 1, 2 and 5 times each power of ten in the
+/// range, every integer multiple when that gives fewer than three, and evenly spaced round
+/// values when even those do not (a range inside one decade, such as 1.2 to 2.3). Left to
+/// plotters, such a range got no label at all.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let decades = lo.log10().floor() as i32..=hi.log10().ceil() as i32;
+    let within = |multiples: &[f64]| -> Vec<f64> {
+        decades
+            .clone()
+            .flat_map(|d| {
+                multiples
+                    .iter()
+                    .map(move |m| round_to(m * 10f64.powi(d), 3))
+            })
+            .filter(|v| (lo..=hi).contains(v))
+            .collect()
+    };
+    let ticks = within(&[1.0, 2.0, 5.0]);
+    if ticks.len() >= 3 {
+        return ticks;
+    }
+    let ticks = within(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    if ticks.len() >= 3 {
+        return ticks;
+    }
+    (1..=4)
+        .map(|i| round_to(lo + (hi - lo) * i as f64 / 5.0, 2))
+        .collect()
+}
+
+/// `v` to `digits` significant digits.
+fn round_to(v: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits - 1 - v.abs().log10().floor() as i32);
+    (v * scale).round() / scale
+}
+
+/// A tick label with at most three significant digits and no trailing zeros: 0.001, 0.02,
+/// 1.5, 20.
+fn tick_label(v: f64) -> String {
+    let v = round_to(v, 3);
+    let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
 /// The log-scale range of the training losses, with a margin.
 fn loss_range(runs: &[(String, Vec<MetricsRow>)]) -> (f64, f64) {
     let losses = runs
@@ -169,10 +219,12 @@ where
         .y_label_area_size(56)
         .build_cartesian_2d(0.0..x_max, 0.0..1.0)
         .map_err(plot_err)?;
+    // Few light lines: at ten per interval they merged into a grey band.
     exact
         .configure_mesh()
         .x_desc(x.label())
         .y_desc("val_exact")
+        .max_light_lines(4)
         .draw()
         .map_err(plot_err)?;
     let mut loss = ChartBuilder::on(&bottom)
@@ -180,11 +232,16 @@ where
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
-        .build_cartesian_2d(0.0..x_max, (lo..hi).log_scale())
+        .build_cartesian_2d(
+            0.0..x_max,
+            (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+        )
         .map_err(plot_err)?;
     loss.configure_mesh()
         .x_desc(x.label())
         .y_desc("train_loss")
+        .y_label_formatter(&|v| tick_label(*v))
+        .max_light_lines(4)
         .draw()
         .map_err(plot_err)?;
     for (i, (label, rows)) in runs.iter().enumerate() {
@@ -346,4 +403,90 @@ pub fn parallel(axes: &[String], lines: &[(Vec<f64>, f64)], path: &Path) -> Resu
     }
     std::fs::rename(&tmp, path).with_context(|| format!("writing '{}'", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_read_as_plain_numbers_over_any_range() {
+        assert_eq!(
+            log_ticks(8e-4, 1.5),
+            [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+        );
+        assert_eq!(log_ticks(0.3, 0.9), [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]);
+        assert_eq!(log_ticks(1.2, 2.3).len(), 4);
+        for (v, text) in [
+            (0.001, "0.001"),
+            (0.02, "0.02"),
+            (1.5, "1.5"),
+            (20.0, "20"),
+            (0.30000000000000004, "0.3"),
+            (2.2600001, "2.26"),
+            (1e-6, "0.000001"),
+        ] {
+            assert_eq!(tick_label(v), text);
+        }
+    }
+
+    /// The loss panel's axis labels as (y, text), read from the SVG the plot writes.
+    fn loss_axis_labels(losses: &[f64]) -> Vec<(f64, String)> {
+        let rows: Vec<MetricsRow> = losses
+            .iter()
+            .enumerate()
+            .map(|(i, &train_loss)| MetricsRow {
+                step: 10 * (i as u64 + 1),
+                epoch: 1,
+                elapsed_s: i as f64 + 1.0,
+                samples: 640,
+                train_loss,
+                val_loss: train_loss,
+                val_token_acc: 0.5,
+                val_exact: Some(0.5),
+                lr: 1e-3,
+                stage: 0,
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("curves.svg");
+        curves(&[("run".into(), rows)], &path, XAxis::Steps).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        // Labels of the y axis sit left of the plot (x < 66); the loss panel is the lower
+        // half of the 720-pixel figure.
+        svg.split("<text ")
+            .skip(1)
+            .filter_map(|t| {
+                let attr = |name: &str| -> Option<f64> {
+                    let rest = t.split(&format!("{name}=\"")).nth(1)?;
+                    rest.split('"').next()?.parse().ok()
+                };
+                let text = t.split('>').nth(1)?.split('<').next()?.trim().to_string();
+                let (x, y) = (attr("x")?, attr("y")?);
+                (x < 66.0 && x > 20.0 && y > 380.0).then_some((y, text))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn loss_axes_have_readable_separate_labels() {
+        for losses in [
+            vec![2.3, 2.0, 1.7, 1.4, 1.2],             // inside one decade
+            vec![1.1, 0.3, 0.05, 0.01, 0.002, 0.0012], // three decades
+            vec![0.9, 0.8, 0.7, 0.65, 0.6],            // between 0.5 and 1
+        ] {
+            let labels = loss_axis_labels(&losses);
+            assert!(labels.len() >= 3, "{losses:?}: {labels:?}");
+            for (_, text) in &labels {
+                let v: f64 = text.parse().unwrap_or_else(|_| panic!("label {text:?}"));
+                assert!(v > 0.0 && text.len() <= 6, "{losses:?}: {text:?}");
+            }
+            let mut ys: Vec<f64> = labels.iter().map(|l| l.0).collect();
+            ys.sort_by(f64::total_cmp);
+            assert!(
+                ys.windows(2).all(|w| w[1] - w[0] >= 12.0),
+                "{losses:?}: labels overlap: {labels:?}"
+            );
+        }
+    }
 }
