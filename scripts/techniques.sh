@@ -59,6 +59,9 @@ for seed in $(seq 1 "$SEEDS"); do
       run "scratch-n$n-s$seed" configs/gpt_1min.toml experiment.seed="$seed" data.train_samples=$n $GPT_STEPS
       run "finetune-n$n-s$seed" configs/techniques/finetune_gpt_from_lm.toml experiment.seed="$seed" data.train_samples=$n "$lm" $GPT_STEPS
     done
+    # LoRA trains at 1e-2 (lora_gpt.toml): full training at that rate too, to tell the two apart.
+    run "scratch-n1000-lr1e-2-s$seed" configs/gpt_1min.toml experiment.seed="$seed" data.train_samples=1000 train.lr=1e-2 $GPT_STEPS
+    run "finetune-n1000-lr1e-2-s$seed" configs/techniques/finetune_gpt_from_lm.toml experiment.seed="$seed" "$lm" train.lr=1e-2 $GPT_STEPS
   fi
   if has lora; then
     for r in 1 4 16; do
