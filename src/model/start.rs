@@ -170,6 +170,12 @@ fn source_checkpoint(from: &Path) -> anyhow::Result<std::path::PathBuf> {
             crate::artifacts::Slot::Best,
         )
     };
+    if !from.exists() {
+        anyhow::bail!(
+            "does not exist: name a run directory, or an experiment directory with a finished \
+             run (train that run first)"
+        );
+    }
     if crate::artifacts::RunPaths::new(from).is_run() || !from.is_dir() {
         return best(from);
     }

@@ -131,6 +131,10 @@ fn parameters_that_cannot_be_taken_are_refused_by_name_unless_reset() {
         (vec![&from, "model.reset=[\"heads\"]"], "model.reset"),
         (vec!["model.reset=[\"head\"]"], "model.reset"),
         (
+            vec!["model.init_from=\"experiments/nowhere\""],
+            "does not exist",
+        ),
+        (
             vec!["model.lora.targets=[\"attn\"]", "model.lora.rank=2"],
             "model.lora.targets",
         ),
