@@ -4,6 +4,7 @@
 //! claim trials from storage, so a study survives crashes and restarts, and counts its
 //! trials across all of them.
 
+pub mod postgres;
 pub mod pruner;
 mod report;
 pub mod sampler;

@@ -120,6 +120,23 @@ pub trait Storage {
     fn intermediates(&self) -> Result<HashMap<u64, Vec<f64>>>;
 }
 
+/// A connection URL with any password replaced by `***`, for messages and logs.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(parts) => parts,
+        None => return url.to_string(),
+    };
+    let user = auth.split(':').next().unwrap_or("");
+    if auth.contains(':') {
+        format!("{scheme}://{user}:***@{host}")
+    } else {
+        url.to_string()
+    }
+}
+
 /// The study database's file name in a study directory.
 const DB_FILE: &str = "study.db";
 
@@ -128,6 +145,8 @@ const DB_FILE: &str = "study.db";
 pub enum Location {
     /// A SQLite file: `study.db` in the study directory unless told otherwise.
     Sqlite(PathBuf),
+    /// The study called `study` in a PostgreSQL database (`postgresql://...`).
+    Postgres { url: String, study: String },
 }
 
 impl Location {
@@ -140,6 +159,9 @@ impl Location {
     pub fn open(&self) -> Result<Box<dyn Storage + Send>> {
         match self {
             Location::Sqlite(path) => Ok(Box::new(Sqlite::open(path)?)),
+            Location::Postgres { url, study } => Ok(Box::new(
+                super::postgres::Postgres::open(url, study).map_err(|e| self.unreachable(e))?,
+            )),
         }
     }
 
@@ -147,13 +169,21 @@ impl Location {
     pub fn open_read_only(&self) -> Result<Box<dyn Storage + Send>> {
         match self {
             Location::Sqlite(path) => Ok(Box::new(Sqlite::open_read_only(path)?)),
+            // Views only read; the tables are there or the study is not.
+            Location::Postgres { .. } => self.open(),
         }
+    }
+
+    /// A connection that failed, as a user error naming the storage (never its password).
+    fn unreachable(&self, e: anyhow::Error) -> anyhow::Error {
+        UserError::input(self.to_string(), format!("{e:#}")).into()
     }
 
     /// Is there a study store here at all (for a view's "no study" message)?
     pub fn exists(&self) -> bool {
         match self {
             Location::Sqlite(path) => path.is_file(),
+            Location::Postgres { .. } => true,
         }
     }
 }
@@ -162,6 +192,9 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres { url, study } => {
+                write!(f, "study '{study}' in {}", without_password(url))
+            }
         }
     }
 }
@@ -318,7 +351,7 @@ fn now() -> f64 {
 
 /// Is `pid` alive on this host? Where that cannot be told, assume it is and let the
 /// heartbeat decide.
-fn process_alive(pid: u32) -> bool {
+pub(super) fn process_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") {
         Path::new(&format!("/proc/{pid}")).exists()
     } else {
@@ -705,6 +738,65 @@ mod tests {
     #[test]
     fn sqlite_passes_the_storage_conformance_suite() {
         conformance::run(&sqlite_store);
+    }
+
+    /// The server `scripts/postgres.sh start` announces. Without one the test is skipped
+    /// and says why, unless RUNNER_REQUIRE_POSTGRES is set (CI sets it): then it fails.
+    fn postgres_url() -> Option<String> {
+        match std::env::var("RUNNER_TEST_POSTGRES") {
+            Ok(url) => Some(url),
+            Err(_) if std::env::var_os("RUNNER_REQUIRE_POSTGRES").is_some() => panic!(
+                "RUNNER_REQUIRE_POSTGRES is set but RUNNER_TEST_POSTGRES is not: start a server \
+                 with `eval \"$(scripts/postgres.sh start)\"`"
+            ),
+            Err(_) => {
+                eprintln!(
+                    "skipped: no PostgreSQL server (RUNNER_TEST_POSTGRES is not set; \
+                     `eval \"$(scripts/postgres.sh start)\"` starts one)"
+                );
+                None
+            }
+        }
+    }
+
+    /// A fresh study (a new name) in the test database.
+    fn postgres_store(url: &str) -> Connect {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let location = Location::Postgres {
+            url: url.to_string(),
+            study: format!("conformance-{}-{stamp}-{n}", std::process::id()),
+        };
+        Arc::new(move || location.open().unwrap())
+    }
+
+    #[test]
+    fn postgres_passes_the_storage_conformance_suite() {
+        if let Some(url) = postgres_url() {
+            conformance::run(&|| postgres_store(&url));
+        }
+    }
+
+    #[test]
+    fn passwords_never_show_in_a_storage_name() {
+        let l = Location::Postgres {
+            url: "postgresql://ana:s3cret@db.lab:5432/runner_studies".into(),
+            study: "search_gru".into(),
+        };
+        let shown = l.to_string();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("ana:***@db.lab:5432/runner_studies"),
+            "{shown}"
+        );
+        assert_eq!(
+            without_password("postgresql://ana@db.lab/x"),
+            "postgresql://ana@db.lab/x"
+        );
     }
 
     #[test]
