@@ -145,17 +145,6 @@ fn migrate(client: &mut Client) -> Result<()> {
     Ok(())
 }
 
-fn parse_state(s: &str) -> Result<TrialState> {
-    Ok(match s {
-        "running" => TrialState::Running,
-        "complete" => TrialState::Complete,
-        "pruned" => TrialState::Pruned,
-        "failed" => TrialState::Failed,
-        "interrupted" => TrialState::Interrupted,
-        other => bail!("unknown trial state '{other}' in the study database"),
-    })
-}
-
 fn load_intermediates(c: &mut impl GenericClient, id: i32) -> Result<HashMap<u64, Vec<f64>>> {
     let mut out: HashMap<u64, Vec<f64>> = HashMap::new();
     for row in c.query(
@@ -183,7 +172,7 @@ fn load_trials(c: &mut impl GenericClient, id: i32) -> Result<Vec<Trial>> {
             .with_context(|| format!("trial {number}: parameters in the study database"))?;
         Ok(Trial {
             number,
-            state: parse_state(row.get(1))?,
+            state: TrialState::parse(row.get(1))?,
             params,
             seed: row.get::<_, i64>(3) as u64,
             value: row.get(4),

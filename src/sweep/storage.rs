@@ -36,7 +36,8 @@ impl TrialState {
         }
     }
 
-    fn parse(s: &str) -> Result<Self> {
+    /// A state as the study tables store it.
+    pub(super) fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "running" => TrialState::Running,
             "complete" => TrialState::Complete,
