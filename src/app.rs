@@ -61,24 +61,27 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Study { command } => match command {
-            StudyCommand::Show { dir } => {
-                print!("{}", sweep::show(&dir)?);
+            StudyCommand::Show(t) => {
+                print!("{}", sweep::show(&t.dir, &t.storage)?);
                 Ok(())
             }
-            StudyCommand::Report { dir } => {
-                println!("{}", sweep::study_report(&dir)?.display());
+            StudyCommand::Report(t) => {
+                println!("{}", sweep::study_report(&t.dir, &t.storage)?.display());
                 Ok(())
             }
-            StudyCommand::Best { dir } => {
-                let path = sweep::best_path(&dir);
-                if !path.is_file() {
-                    return Err(UserError::input(
-                        dir.display().to_string(),
-                        "has no best trial yet (no best_trial.toml)",
-                    )
-                    .into());
+            StudyCommand::Best { target, path } => {
+                let text = sweep::best_spec(&target.dir, &target.storage)?;
+                if path {
+                    let file = sweep::best_path(&target.dir);
+                    crate::artifacts::write_atomic(&file, text.as_bytes())?;
+                    println!("{}", file.display());
+                } else {
+                    print!("{text}");
                 }
-                println!("{}", path.display());
+                Ok(())
+            }
+            StudyCommand::Copy { from, to, study } => {
+                println!("{}", sweep::copy::copy(&from, &to, study.as_deref())?);
                 Ok(())
             }
         },

@@ -3,7 +3,7 @@
 use crate::bench::BenchArgs;
 use crate::compare::{plot::XAxis, Format};
 use crate::score::ScoreArgs;
-use crate::spec::HumanDuration;
+use crate::spec::{HumanDuration, StudyStorage};
 use crate::sweep::SweepArgs;
 use crate::train::checkpoint::Slot;
 use clap::{Args, Parser, Subcommand};
@@ -107,11 +107,40 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum StudyCommand {
     /// Best trial, top trials, counts by state, failures.
-    Show { dir: PathBuf },
-    /// Print the path of best_trial.toml (runnable with `runner run`).
-    Best { dir: PathBuf },
+    Show(StudyTarget),
+    /// Print the best trial's spec as TOML (runnable with `runner run`).
+    Best {
+        #[command(flatten)]
+        target: StudyTarget,
+        /// Write it to DIR/best_trial.toml and print that path instead.
+        #[arg(long)]
+        path: bool,
+    },
     /// Write report.md with figures: best trial, failures, importance, best-so-far curve.
-    Report { dir: PathBuf },
+    Report(StudyTarget),
+    /// Copy a whole study between storages: a study directory (its study.db) and a
+    /// PostgreSQL URL, either way. Running trials arrive as interrupted (they re-run).
+    Copy {
+        /// A study directory or a PostgreSQL URL.
+        from: String,
+        /// A study directory or a PostgreSQL URL.
+        to: String,
+        /// The study's name in PostgreSQL (default: the study directory's name).
+        #[arg(long)]
+        study: Option<String>,
+    },
+}
+
+/// A study: its directory, and where its records live.
+#[derive(Debug, Args)]
+pub struct StudyTarget {
+    /// The study directory, e.g. experiments/search_gru (its name is the study's name in
+    /// PostgreSQL).
+    pub dir: PathBuf,
+    /// "sqlite" (study.db in the directory, the default) or the PostgreSQL URL the sweep
+    /// used (sweep.storage); no password in it (use PGPASSWORD or ~/.pgpass).
+    #[arg(long, env = "RUNNER_SWEEP__STORAGE", value_parser = StudyStorage::parse, default_value = "sqlite")]
+    pub storage: StudyStorage,
 }
 
 /// `--budget 10min`: clap reports a bad value as a usage error (exit 2).

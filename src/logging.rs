@@ -27,8 +27,10 @@ pub fn training_bar() -> bool {
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a terminal: a worker's log file or a redirected stderr stays text.
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(StderrBelowBar)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let file = tracing_subscriber::fmt::layer()
         .with_writer(RunLog)

@@ -173,7 +173,11 @@ pub struct Entry {
 /// Splits `key.path=value`, reads the value as TOML (a bare word becomes a string) and checks
 /// that the key exists.
 pub fn parse_override(raw: &str) -> Result<Entry, UserError> {
-    let source = format!("{OVERRIDE_ORIGIN} '{raw}'");
+    // A storage URL with a password is refused, and never echoed with it.
+    let source = format!(
+        "{OVERRIDE_ORIGIN} '{}'",
+        crate::sweep::storage::without_password(raw)
+    );
     let Some((key, value)) = raw.split_once('=') else {
         return Err(UserError::new(
             source,

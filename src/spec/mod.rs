@@ -594,6 +594,59 @@ pub struct SweepSpec {
     pub reduction_factor: usize,
     /// Keyed by the spec's own key paths, e.g. `"train.lr" = { float = [1e-4, 1e-2], log = true }`.
     pub space: std::collections::BTreeMap<String, ParamSpec>,
+    /// Where the study's records live: "sqlite" (`study.db` in the study directory) or a
+    /// PostgreSQL URL shared by workers on several machines.
+    pub storage: StudyStorage,
+    /// A running trial silent for longer than this is taken to be dead and re-run (with
+    /// the same parameters and seed) by the next worker, on any host.
+    pub grace_period: HumanDuration,
+}
+
+/// `sweep.storage`, read once: the default SQLite file or a PostgreSQL URL (checked in
+/// validation, which names the key).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StudyStorage {
+    #[default]
+    Sqlite,
+    Postgres(String),
+}
+
+impl StudyStorage {
+    pub fn as_str(&self) -> &str {
+        match self {
+            StudyStorage::Sqlite => "sqlite",
+            StudyStorage::Postgres(url) => url,
+        }
+    }
+
+    /// "sqlite", or a `postgresql://` / `postgres://` URL.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() || text == "sqlite" {
+            Ok(StudyStorage::Sqlite)
+        } else if text.starts_with("postgresql://") || text.starts_with("postgres://") {
+            Ok(StudyStorage::Postgres(text.to_string()))
+        } else {
+            Err(format!(
+                "'{}' is not a study storage: use \"sqlite\" (study.db in the study directory, \
+                 the default) or a PostgreSQL URL such as postgresql://user@host:5432/database",
+                crate::sweep::storage::without_password(text)
+            ))
+        }
+    }
+}
+
+impl Serialize for StudyStorage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for StudyStorage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for SweepSpec {
@@ -610,6 +663,8 @@ impl Default for SweepSpec {
             prune_warmup_evals: 2,
             reduction_factor: 3,
             space: Default::default(),
+            storage: StudyStorage::Sqlite,
+            grace_period: HumanDuration::parse("90s").expect("a valid duration"),
         }
     }
 }

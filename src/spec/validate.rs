@@ -1,7 +1,7 @@
 //! Checks that burn would otherwise turn into a panic deep inside, or a run that silently
 //! means nothing. Each failure names the key and what is allowed.
 
-use super::{Activation, Arch, EvalEvery, LossOn, Objective, PrunerKind, Spec, Task};
+use super::{Activation, Arch, EvalEvery, LossOn, Objective, PrunerKind, Spec, StudyStorage, Task};
 use crate::error::UserError;
 use std::collections::HashSet;
 
@@ -170,6 +170,20 @@ fn check_eval_and_sweep(spec: &Spec) -> Result<(), UserError> {
              known once it reaches the target, so there is nothing to compare earlier (trials \
              that reach it stop there anyway)"
                 .into(),
+        );
+    }
+    if let StudyStorage::Postgres(url) = &spec.sweep.storage {
+        crate::sweep::pg_connect::Target::parse(url)
+            .map_err(|e| UserError::new("", Some("sweep.storage"), e))?;
+    }
+    if spec.sweep.grace_period.get() < std::time::Duration::from_secs(2) {
+        return fail(
+            "sweep.grace_period",
+            format!(
+                "{} is too short: a live trial's heartbeat comes every grace_period / 4 (at \
+                 most every 15 s), so use at least \"2s\" (the default is \"90s\")",
+                spec.sweep.grace_period
+            ),
         );
     }
     Ok(())

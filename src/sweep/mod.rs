@@ -4,6 +4,8 @@
 //! claim trials from storage, so a study survives crashes and restarts, and counts its
 //! trials across all of them.
 
+pub mod copy;
+pub mod pg_connect;
 pub mod postgres;
 pub mod pruner;
 mod report;
@@ -11,8 +13,9 @@ pub mod sampler;
 pub mod space;
 pub mod storage;
 
-pub use report::{best_path, show, study_report};
+pub use report::{best_path, best_spec, show, study_report};
 
+use crate::artifacts::RunPaths;
 use crate::error::UserError;
 use crate::run::{execute, prepare};
 use crate::spec::{self, Resolved, SamplerKind, Spec};
@@ -45,6 +48,11 @@ pub struct SweepArgs {
     /// Resume even though the space differs from the study's.
     #[arg(long)]
     pub allow_space_change: bool,
+    /// Where the study lives (sweep.storage): "sqlite" (study.db in the study directory)
+    /// or a PostgreSQL URL shared by workers on several machines; no password in it (use
+    /// PGPASSWORD or ~/.pgpass).
+    #[arg(long)]
+    pub storage: Option<String>,
     /// Internal: run as a worker of a parent sweep.
     #[arg(long, hide = true)]
     pub worker: bool,
@@ -65,9 +73,10 @@ impl Study {
         &self.resolved.spec
     }
 
-    /// Where the study's records live.
+    /// Where the study's records live (checked when the spec was read).
     fn location(&self) -> Location {
-        Location::in_study_dir(&self.dir)
+        Location::for_study(&self.spec().sweep.storage, &self.dir)
+            .expect("sweep.storage was checked when the spec was loaded")
     }
 }
 
@@ -99,13 +108,13 @@ pub fn sweep(args: SweepArgs) -> Result<String> {
         )
         .into());
     }
-    check_trial_dirs(&study.dir, &db.trials()?)?;
+    check_trial_dirs(&study.dir, &study.location(), &db.trials()?)?;
     if study.args.worker {
         crate::logging::set_training_bar(false);
         return work(&study, db).map(|()| String::new());
     }
     let jobs = study.args.jobs.unwrap_or(study.spec().sweep.jobs).max(1);
-    info!(study = %study.dir.display(), trials = study.total, jobs, "sweep");
+    info!(study = %study.dir.display(), storage = %study.location(), trials = study.total, jobs, "sweep");
     let children = spawn_workers(&study, jobs - 1)?;
     crate::logging::set_training_bar(false);
     let done = Arc::new(AtomicBool::new(false));
@@ -125,7 +134,7 @@ pub fn sweep(args: SweepArgs) -> Result<String> {
     let _ = monitor.join();
     result?;
     report::write(&study.dir, db, study.spec().sweep.objective)?;
-    show(&study.dir)
+    show(&study.dir, &study.spec().sweep.storage)
 }
 
 /// The run directory of trial `number` of the study in `study_dir`.
@@ -135,8 +144,7 @@ pub fn trial_dir(study_dir: &Path, number: u64) -> PathBuf {
 
 /// Refuses a study directory whose `trials/` holds runs the database does not know: its
 /// `study.db` was replaced or emptied, and the next trials would overwrite them.
-fn check_trial_dirs(dir: &Path, trials: &[Trial]) -> Result<()> {
-    let location = Location::in_study_dir(dir);
+fn check_trial_dirs(dir: &Path, location: &Location, trials: &[Trial]) -> Result<()> {
     let known: std::collections::HashSet<String> =
         trials.iter().map(|t| t.number.to_string()).collect();
     let trials_dir = dir.join("trials");
@@ -164,7 +172,12 @@ fn check_trial_dirs(dir: &Path, trials: &[Trial]) -> Result<()> {
 
 /// Loads the spec and the space, and checks every edge of the space against the base spec
 /// before anything runs.
-fn open(args: SweepArgs) -> Result<Study> {
+fn open(mut args: SweepArgs) -> Result<Study> {
+    // `--storage` is `sweep.storage` given last: every worker and trial sees the same.
+    if let Some(storage) = args.storage.take() {
+        args.overrides
+            .push(format!("sweep.storage={}", toml::Value::String(storage)));
+    }
     let (resolved, device) = prepare(&args.spec, &args.overrides)?;
     let origin = resolved.path.display().to_string();
     let space = Space::from_spec(&resolved.spec.sweep, &origin)?;
@@ -234,8 +247,16 @@ fn dry_run(study: &Study) -> String {
 
 /// Claims and runs trials until the study has all of them.
 fn work(study: &Study, db: &dyn Storage) -> Result<()> {
-    let me = Worker::this_process();
-    while let Some(trial) = db.claim(study.total, &me, &mut |trials| propose(study, trials))? {
+    let trials_dir = std::path::absolute(study.dir.join("trials"))
+        .context("finding the study's trials directory")?;
+    let me = Worker {
+        trials_dir: Some(trials_dir),
+        ..Worker::this_process()
+    };
+    let grace_period = study.spec().sweep.grace_period.get();
+    while let Some(trial) = db.claim(study.total, &me, grace_period, &mut |trials| {
+        propose(study, trials)
+    })? {
         run_trial(study, db, &trial)?;
         report::write(&study.dir, db, study.spec().sweep.objective)?;
         if crate::signals::stop_requested() {
@@ -326,7 +347,11 @@ fn run_trial(study: &Study, db: &dyn Storage, trial: &Trial) -> Result<()> {
     overrides.push(format!("experiment.seed={}", trial.seed));
     overrides.push(format!("experiment.name=\"{name}\""));
     let root = trial_dir(&study.dir, trial.number);
-    let heartbeat = Heartbeat::start(study.location(), trial.number);
+    let heartbeat = Heartbeat::start(
+        study.location(),
+        trial.attempt(),
+        heartbeat_interval(study.spec().sweep.grace_period.get()),
+    );
     let outcome = attempt(study, db, trial, &overrides, &root, started);
     heartbeat.stop();
     let (state, value, best_step, reason) = outcome;
@@ -338,16 +363,32 @@ fn run_trial(study: &Study, db: &dyn Storage, trial: &Trial) -> Result<()> {
         ),
         _ => info!(trial = trial.number, state = state.as_str(), value = ?value, "trial done"),
     }
-    db.finish(
-        trial.number,
+    let spec = std::fs::read_to_string(RunPaths::new(root).resolved()).ok();
+    let recorded = db.finish(
+        trial.attempt(),
         &Outcome {
             state,
             value,
             best_step,
             reason: reason.as_deref(),
             wall_s: started.elapsed().as_secs_f64(),
+            spec: spec.as_deref(),
         },
-    )
+    )?;
+    if !recorded {
+        warn!(
+            trial = trial.number,
+            "another worker took this trial over (this one was silent for longer than \
+             sweep.grace_period); its result stands and this one is not recorded"
+        );
+    }
+    Ok(())
+}
+
+/// How often a running trial says it is alive: often enough that a few missed beats stay
+/// well inside the grace period.
+fn heartbeat_interval(grace_period: Duration) -> Duration {
+    (grace_period / 4).min(Duration::from_secs(15))
 }
 
 /// An empty directory for a trial: a re-run clears what its earlier attempt left; a first
@@ -398,7 +439,7 @@ fn attempt(
     let sweep = &study.spec().sweep;
     let mut observer = TrialObserver {
         db,
-        number: trial.number,
+        attempt: trial.attempt(),
         pruner: Pruner::new(sweep),
         objective: sweep.objective,
         values: Vec::new(),
@@ -452,7 +493,7 @@ fn time_to_target(reached_at: Option<f64>, best: f64, target: f64, budget_s: f64
 /// Reports each evaluation to storage and asks the pruner whether to go on.
 struct TrialObserver<'a> {
     db: &'a dyn Storage,
-    number: u64,
+    attempt: storage::Attempt,
     pruner: Pruner,
     objective: spec::Objective,
     values: Vec<f64>,
@@ -476,9 +517,9 @@ impl Observer for TrialObserver<'_> {
             spec::Objective::ValLoss => row.val_loss,
         };
         self.values.push(loss);
-        if let Err(e) = self.db.report(self.number, self.values.len() - 1, loss) {
+        if let Err(e) = self.db.report(self.attempt, self.values.len() - 1, loss) {
             warn!(
-                trial = self.number,
+                trial = self.attempt.number,
                 "cannot record an intermediate value: {e:#}"
             );
             return true;
@@ -496,10 +537,14 @@ impl Observer for TrialObserver<'_> {
                 .any(|t| t.number == *n && t.state == TrialState::Complete)
         });
         let mut others = all;
-        others.remove(&self.number);
+        others.remove(&self.attempt.number);
         let prune = self.pruner.should_prune(&self.values, &finished, &others);
         if prune {
-            info!(trial = self.number, eval = self.values.len(), "pruned");
+            info!(
+                trial = self.attempt.number,
+                eval = self.values.len(),
+                "pruned"
+            );
         }
         !prune
     }
@@ -513,7 +558,7 @@ struct Heartbeat {
 }
 
 impl Heartbeat {
-    fn start(location: Location, number: u64) -> Self {
+    fn start(location: Location, attempt: storage::Attempt, every: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
@@ -521,8 +566,8 @@ impl Heartbeat {
             let Ok(db) = location.open() else { return };
             let mut last = Instant::now();
             while !flag.load(Ordering::Relaxed) {
-                if last.elapsed() >= Duration::from_secs(15) {
-                    let _ = db.heartbeat(number);
+                if last.elapsed() >= every {
+                    let _ = db.heartbeat(attempt);
                     last = Instant::now();
                 }
                 std::thread::sleep(Duration::from_millis(200));
@@ -638,6 +683,8 @@ mod tests {
             grid_index: None,
             attempts: 1,
             intermediates,
+            host: None,
+            dir: None,
         }
     }
 

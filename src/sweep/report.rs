@@ -3,7 +3,7 @@
 use super::storage::{Location, Storage, Trial, TrialState};
 use crate::artifacts::{write_atomic, RunPaths};
 use crate::error::UserError;
-use crate::spec::Objective;
+use crate::spec::{Objective, StudyStorage};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -32,6 +32,8 @@ pub fn write(dir: &Path, db: &dyn Storage, objective: Objective) -> Result<()> {
             "wall_s",
             "attempts",
             "reason",
+            "host",
+            "dir",
         ]
         .map(str::to_string),
     );
@@ -47,26 +49,57 @@ pub fn write(dir: &Path, db: &dyn Storage, objective: Objective) -> Result<()> {
         row.push(t.wall_s.map(|s| format!("{s:.1}")).unwrap_or_default());
         row.push(t.attempts.to_string());
         row.push(t.reason.clone().unwrap_or_default());
+        row.push(t.host.clone().unwrap_or_default());
+        row.push(t.dir.clone().unwrap_or_default());
         w.write_record(&row)?;
     }
     write_atomic(
         &dir.join("trials.csv"),
         &w.into_inner().context("finishing trials.csv")?,
     )?;
-    if let Some(b) = best(&trials, objective) {
-        let source = RunPaths::new(super::trial_dir(dir, b.number)).resolved();
-        let text = std::fs::read_to_string(&source)
-            .with_context(|| format!("reading the best trial's spec '{}'", source.display()))?;
-        let header = format!(
-            "# Best trial {} of study '{}': {} = {}. Run it with `runner run <this file>`.\n",
-            b.number,
-            dir.display(),
-            objective.name(),
-            b.value.unwrap_or(f64::NAN)
-        );
-        write_atomic(&best_path(dir), format!("{header}{text}").as_bytes())?;
+    if let Some(text) = best_toml(dir, db, &trials, objective)? {
+        write_atomic(&best_path(dir), text.as_bytes())?;
     }
     Ok(())
+}
+
+/// The best trial's resolved spec with a header, runnable with `runner run`: from storage
+/// (so any host can have it), else from the trial's run directory here (studies recorded
+/// before specs were stored).
+fn best_toml(
+    dir: &Path,
+    db: &dyn Storage,
+    trials: &[Trial],
+    objective: Objective,
+) -> Result<Option<String>> {
+    let Some(b) = best(trials, objective) else {
+        return Ok(None);
+    };
+    let text = match db.trial_spec(b.number)? {
+        Some(text) => text,
+        None => {
+            let source = RunPaths::new(super::trial_dir(dir, b.number)).resolved();
+            std::fs::read_to_string(&source)
+                .with_context(|| format!("reading the best trial's spec '{}'", source.display()))?
+        }
+    };
+    let header = format!(
+        "# Best trial {} of study '{}': {} = {}. Run it with `runner run <this file>`.\n",
+        b.number,
+        dir.display(),
+        objective.name(),
+        b.value.unwrap_or(f64::NAN)
+    );
+    Ok(Some(format!("{header}{text}")))
+}
+
+/// `runner study best`: the best trial's spec as TOML (runnable with `runner run`).
+pub fn best_spec(dir: &Path, storage: &StudyStorage) -> Result<String> {
+    let (_, db) = open_existing(dir, storage)?;
+    let trials = db.trials()?;
+    best_toml(dir, db.as_ref(), &trials, db.objective()?)?.ok_or_else(|| {
+        UserError::input(dir.display().to_string(), "has no complete trial yet").into()
+    })
 }
 
 fn value_text(v: &toml::Value) -> String {
@@ -94,9 +127,12 @@ pub fn best_path(dir: &Path) -> PathBuf {
     dir.join("best_trial.toml")
 }
 
-/// The study in `dir`, read-only: looking at a study never changes it.
-fn open_existing(dir: &Path) -> Result<Box<dyn Storage + Send>> {
-    let location = Location::in_study_dir(dir);
+/// The study of `dir` in `storage`, read-only: looking at a study never changes it.
+fn open_existing(
+    dir: &Path,
+    storage: &StudyStorage,
+) -> Result<(Location, Box<dyn Storage + Send>)> {
+    let location = Location::for_study(storage, dir)?;
     if !location.exists() {
         return Err(UserError::input(
             dir.display().to_string(),
@@ -104,15 +140,23 @@ fn open_existing(dir: &Path) -> Result<Box<dyn Storage + Send>> {
         )
         .into());
     }
-    location.open_read_only()
+    let db = location.open_read_only()?;
+    // A PostgreSQL database may hold other studies but not this one.
+    db.study()
+        .map_err(|e| UserError::input(location.to_string(), format!("{e:#}")))?;
+    Ok((location, db))
 }
 
 /// `runner study show`: best trial, the top ten, counts by state, and every failure.
-pub fn show(dir: &Path) -> Result<String> {
-    let db = open_existing(dir)?;
+pub fn show(dir: &Path, storage: &StudyStorage) -> Result<String> {
+    let (location, db) = open_existing(dir, storage)?;
     let trials = db.trials()?;
     let objective = db.objective()?;
-    let mut out = format!("study {}: {}\n", dir.display(), state_counts(&trials));
+    let name = match location {
+        Location::Sqlite(_) => dir.display().to_string(),
+        pg => pg.to_string(),
+    };
+    let mut out = format!("study {name}: {}\n", state_counts(&trials));
     if collapse_warning(&trials).is_some() {
         out.push_str(
             "warning: the proposals collapsed into a small region; see `runner study report`\n",
@@ -122,11 +166,10 @@ pub fn show(dir: &Path) -> Result<String> {
         Some(b) => {
             let _ = writeln!(
                 out,
-                "best: trial {} with {} = {:.4} ({})",
+                "best: trial {} with {} = {:.4} (`runner study best` prints its spec)",
                 b.number,
                 objective.name(),
                 b.value.unwrap_or(f64::NAN),
-                best_path(dir).display()
             );
         }
         None => out.push_str("best: none complete yet\n"),
@@ -167,9 +210,13 @@ pub fn show(dir: &Path) -> Result<String> {
         for t in failures {
             let _ = writeln!(
                 out,
-                "{:>6}  {}",
+                "{:>6}  {}{}",
                 t.number,
-                t.reason.as_deref().unwrap_or("?")
+                t.reason.as_deref().unwrap_or("?"),
+                t.host
+                    .as_deref()
+                    .map(|h| format!(" (on {h})"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -252,8 +299,12 @@ pub fn spearman(xs: &[f64], ys: &[f64]) -> Option<f64> {
 
 /// `runner study report`: `report.md` with the best trial, counts and reasons, parameter
 /// importance, and two figures (`best_so_far.png`, `parallel.png`).
-pub fn study_report(dir: &Path) -> Result<PathBuf> {
-    let db = open_existing(dir)?;
+pub fn study_report(dir: &Path, storage: &StudyStorage) -> Result<PathBuf> {
+    let (_, db) = open_existing(dir, storage)?;
+    // A study in PostgreSQL can be reported on a host that ran none of its trials: its
+    // trials.csv and best_trial.toml are written here too, whole.
+    std::fs::create_dir_all(dir).with_context(|| format!("creating '{}'", dir.display()))?;
+    write(dir, db.as_ref(), db.objective()?)?;
     let trials = db.trials()?;
     let objective = db.objective()?;
     let complete: Vec<&Trial> = trials

@@ -10,6 +10,7 @@ mod configs;
 mod faults;
 mod fuzz;
 mod learning;
+mod postgres;
 mod reliability;
 mod run_dir;
 mod sweep;

@@ -62,13 +62,25 @@ fn a_tiny_study_runs_resumes_and_its_best_trial_runs() {
         .success();
     assert_eq!(trials(&study).len(), 5);
 
+    // `study best` prints the best trial's spec, runnable as it is; `--path` writes it.
     let out = ws
         .runner()
         .args(["study", "best", "experiments/s"])
         .output()
         .unwrap();
-    let best = String::from_utf8(out.stdout).unwrap();
-    ws.runner().args(["run", best.trim()]).assert().success();
+    assert!(out.status.success());
+    let best = ws.write("best.toml", &String::from_utf8(out.stdout).unwrap());
+    ws.runner().arg("run").arg(&best).assert().success();
+    let out = ws
+        .runner()
+        .args(["study", "best", "experiments/s", "--path"])
+        .output()
+        .unwrap();
+    let path = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join(path.trim())).unwrap(),
+        std::fs::read_to_string(&best).unwrap()
+    );
     ws.runner()
         .args(["study", "show", "experiments/s"])
         .assert()
