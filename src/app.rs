@@ -55,6 +55,41 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Quantize {
+            run_dir,
+            scheme,
+            checkpoint,
+            samples,
+            json,
+        } => {
+            let report = crate::quantize::quantize(&run_dir, scheme, checkpoint, samples)?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
+        Command::Prune {
+            run_dir,
+            sparsity,
+            finetune,
+            finetune_steps,
+            checkpoint,
+            samples,
+        } => {
+            use crate::prune::Finetune;
+            let finetune = match (finetune, finetune_steps) {
+                (Some(b), _) => Finetune::Budget(b),
+                (None, Some(n)) => Finetune::Steps(n),
+                (None, None) => Finetune::None,
+            };
+            let table = crate::prune::prune_run(
+                &run_dir, &sparsity, checkpoint, &finetune, samples, run_spec,
+            )?;
+            print!("{table}");
+            Ok(())
+        }
         Command::Score(args) => crate::score::score(&args, run_spec),
         Command::Sweep(args) => {
             print!("{}", sweep::sweep(args)?);

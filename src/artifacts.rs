@@ -113,6 +113,10 @@ pub enum Slot {
     Last,
     /// `best` with its LoRA adapters folded into plain weights (`runner merge`).
     Merged,
+    /// A checkpoint with its weight matrices quantised to 8 bits (`runner quantize`).
+    Int8,
+    /// A checkpoint with its weight matrices quantised to 4 bits (`runner quantize`).
+    Int4,
 }
 
 impl Slot {
@@ -122,6 +126,8 @@ impl Slot {
             Slot::Best => "best",
             Slot::Last => "last",
             Slot::Merged => "merged",
+            Slot::Int8 => "int8",
+            Slot::Int4 => "int4",
         }
     }
 }

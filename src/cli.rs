@@ -2,6 +2,7 @@
 
 use crate::bench::BenchArgs;
 use crate::compare::{plot::XAxis, Format};
+use crate::quantize::Scheme;
 use crate::score::ScoreArgs;
 use crate::spec::{HumanDuration, StudyStorage};
 use crate::sweep::SweepArgs;
@@ -51,6 +52,45 @@ pub enum Command {
         /// The checkpoint to merge.
         #[arg(long, value_enum, default_value_t = Slot::Best)]
         checkpoint: Slot,
+    },
+    /// Quantise a run's weight matrices (int8 or int4): writes checkpoints/int8/ (or int4/),
+    /// which eval and predict read with `--checkpoint int8`, and compares it with the float
+    /// model on fresh examples (file size, exact match, agreement, decoding speed).
+    Quantize {
+        run_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Scheme::Int8)]
+        scheme: Scheme,
+        /// The checkpoint to quantise.
+        #[arg(long, value_enum, default_value_t = Slot::Best)]
+        checkpoint: Slot,
+        /// Fresh examples to compare the two models on.
+        #[arg(long, default_value_t = 1000)]
+        samples: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Magnitude pruning (global, unstructured) at each sparsity: exact match straight
+    /// after pruning and, with --finetune or --finetune-steps, after fine-tuning with the
+    /// pruned weights held at zero (runs under RUN/prune/). Writes prune.csv, prune.md and
+    /// prune.png into RUN/prune/.
+    Prune {
+        run_dir: PathBuf,
+        /// Shares of the weight-matrix entries to set to zero, e.g. 0.5,0.7,0.9.
+        #[arg(long, value_delimiter = ',', required = true)]
+        sparsity: Vec<f64>,
+        /// Fine-tune each pruned model for this long, e.g. 20s.
+        #[arg(long, value_parser = parse_budget, conflicts_with = "finetune_steps")]
+        finetune: Option<HumanDuration>,
+        /// Fine-tune each pruned model for this many steps (reproducible on any machine).
+        #[arg(long)]
+        finetune_steps: Option<u64>,
+        /// The checkpoint to prune.
+        #[arg(long, value_enum, default_value_t = Slot::Best)]
+        checkpoint: Slot,
+        /// Fresh examples to score each model on.
+        #[arg(long, default_value_t = 1000)]
+        samples: usize,
     },
     /// Score a run's best checkpoint on fresh examples or a JSONL file.
     Eval(EvalArgs),

@@ -13,6 +13,8 @@ pub mod limits;
 pub mod logging;
 pub mod merge;
 pub mod model;
+pub mod prune;
+pub mod quantize;
 pub mod run;
 pub mod runs;
 pub mod score;

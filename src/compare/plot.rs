@@ -335,6 +335,56 @@ pub fn best_so_far(points: &[(u64, f64)], objective: Objective, path: &Path) -> 
     Ok(())
 }
 
+/// Exact match against the share of weights pruned: straight after pruning (blue), and
+/// after fine-tuning with the pruned weights held at zero (red), when there is one.
+pub fn sparsity_curve(pruned: &[(f64, f64)], tuned: &[(f64, f64)], path: &Path) -> Result<()> {
+    register_font();
+    let tmp = temporary(path);
+    {
+        let root = BitMapBackend::new(&tmp, (900, 500)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("exact match against sparsity", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.02)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("share of weight-matrix entries set to zero")
+            .y_desc("exact match (fresh examples)")
+            .draw()
+            .map_err(plot_err)?;
+        for (points, colour, label) in [
+            (pruned, BLUE, "pruned"),
+            (tuned, RED, "pruned, then fine-tuned"),
+        ] {
+            if points.is_empty() {
+                continue;
+            }
+            chart
+                .draw_series(LineSeries::new(points.to_vec(), colour.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 4, colour.filled())))
+                .map_err(plot_err)?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerLeft)
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing '{}'", path.display()))?;
+    Ok(())
+}
+
 /// Parallel coordinates: one vertical axis per parameter (scaled to [0, 1] of its range),
 /// one line per trial, coloured from red (worst) to green (best).
 pub fn parallel(axes: &[String], lines: &[(Vec<f64>, f64)], path: &Path) -> Result<()> {

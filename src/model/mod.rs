@@ -98,6 +98,15 @@ pub fn loss_fn(device: &Device) -> burn::nn::loss::CrossEntropyLoss {
         .init(device)
 }
 
+/// The training loss: [`loss_fn`] with `train.label_smoothing`, when set.
+pub fn training_loss_fn(spec: &Spec, device: &Device) -> burn::nn::loss::CrossEntropyLoss {
+    let smoothing = spec.train.label_smoothing;
+    burn::nn::loss::CrossEntropyLossConfig::new()
+        .with_pad_tokens(Some(vec![crate::data::vocab::PAD as usize]))
+        .with_smoothing((smoothing > 0.0).then_some(smoothing as f32))
+        .init(device)
+}
+
 /// The mask token of masked-LM models: the first id after the vocabulary.
 pub fn mask_id(vocab: &Vocab) -> u32 {
     vocab.size() as u32

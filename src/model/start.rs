@@ -54,6 +54,11 @@ pub fn start(spec: &Spec, vocab_size: usize, device: &Device) -> Result<Start, U
     report.adapted = adapted;
     let (model, frozen) = freeze(model, spec)?;
     report.frozen = frozen;
+    let model = if spec.train.sparsity > 0.0 {
+        crate::prune::prune(model, spec.train.sparsity)
+    } else {
+        model
+    };
     // Reading the trainable flags initialises burn's lazy parameters here, right after the
     // seed: a fresh model's weights depend on `experiment.seed` alone (before 2026-11-25
     // they were drawn at the first training step, from that step's dropout seed).

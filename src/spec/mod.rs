@@ -446,6 +446,22 @@ pub struct TrainSpec {
     /// Parts of the model left as they start (e.g. `["embed", "layers.0"]`): a part is a
     /// module (`embed`, `head`), a layer (`layers.0`), `attn` or `ff`.
     pub freeze: Vec<String>,
+    /// Prune this share of the weight-matrix entries (the smallest, across all matrices) at
+    /// the start, and keep them at zero while training: fine-tune a pruned model loaded
+    /// with `model.init_from`. 0 = no pruning.
+    pub sparsity: f64,
+    /// Label smoothing of the training loss (validation loss stays unsmoothed); 0 = off.
+    pub label_smoothing: f64,
+    /// On-the-fly augmentation of training examples: "permute_pairs" relabels each
+    /// example's bracket types with a random permutation of the pairs.
+    pub augment: Vec<Augment>,
+}
+
+/// A training-time augmentation (`train.augment`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Augment {
+    PermutePairs,
 }
 
 /// A duration written in this file's defaults.
@@ -471,6 +487,9 @@ impl Default for TrainSpec {
             target_exact: 1.0,
             loss_on: LossOn::Answer,
             freeze: Vec::new(),
+            sparsity: 0.0,
+            label_smoothing: 0.0,
+            augment: Vec::new(),
         }
     }
 }

@@ -225,6 +225,22 @@ fn check_task(spec: &Spec) -> Result<(), UserError> {
 /// Transfer, freezing and LoRA settings that cannot mean anything together. Whether the
 /// named parts exist is checked against the model itself (`model::params::select`).
 fn check_techniques(spec: &Spec) -> Result<(), UserError> {
+    let smoothing = spec.train.label_smoothing;
+    if !(0.0..1.0).contains(&smoothing) {
+        return fail(
+            "train.label_smoothing",
+            format!(
+                "{smoothing} is not a share of the target's mass: use a value in [0, 1), e.g. 0.1"
+            ),
+        );
+    }
+    let sparsity = spec.train.sparsity;
+    if !(0.0..1.0).contains(&sparsity) {
+        return fail(
+            "train.sparsity",
+            format!("{sparsity} is not a share of the weights: use a value in [0, 1), 0 for none"),
+        );
+    }
     let m = &spec.model;
     if !m.reset.is_empty() && m.init_from.is_empty() {
         return fail(

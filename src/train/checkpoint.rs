@@ -79,6 +79,11 @@ pub fn save(
     Ok(())
 }
 
+/// The model's file in a checkpoint directory.
+pub fn model_file(dir: &Path) -> PathBuf {
+    dir.join(MODEL_FILE)
+}
+
 /// `slot`, then what an interrupted swap may have left of it, in the order to try them.
 fn candidates(slot: Slot) -> [String; 3] {
     let name = slot.as_str();
@@ -100,6 +105,7 @@ pub fn find(checkpoints: &Path, slot: Slot) -> Result<PathBuf> {
     }
     let why = match slot {
         Slot::Merged => "`runner merge RUN` writes it, for a run with model.lora",
+        Slot::Int8 | Slot::Int4 => "`runner quantize RUN --scheme int8|int4` writes it",
         Slot::Best | Slot::Last => "a run that ended before its first evaluation has none",
     };
     Err(UserError::input(

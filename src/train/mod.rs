@@ -9,6 +9,7 @@ mod schedule;
 pub use schedule::Schedule;
 
 use crate::artifacts::{write_csv, RunPaths};
+use crate::data::augment;
 use crate::data::batcher::{epoch_batches, make_batch, Batch};
 use crate::data::dataset::Splits;
 use crate::data::Vocab;
@@ -283,16 +284,27 @@ impl<'a> Loop<'a> {
         let spec = self.input.spec;
         let device = self.input.device;
         let (mut model, mut optim, mut pos) = self.start();
+        // A pruned run keeps its zeros (after pruning, or as its checkpoint holds them).
+        let masks = (spec.train.sparsity > 0.0).then(|| crate::prune::Masks::of_zeros(&model));
         let layout = crate::model::layout(spec, self.input.vocab);
-        let loss_fn = crate::model::loss_fn(device);
+        let loss_fn = crate::model::training_loss_fn(spec, device);
+        let permute = spec
+            .train
+            .augment
+            .contains(&crate::spec::Augment::PermutePairs);
         let mut order = EpochOrder::new(self.train_set(pos.stage), spec.train.batch_size, &pos);
         let eval_every = EvalTrigger::new(&spec.train.eval_every);
         let mut last_eval = Instant::now();
         let reason = loop {
             let lr = self.schedule.lr(pos.step, self.progress(pos.step));
             let train = self.train_set(pos.stage);
-            let refs: Vec<&crate::data::Example> =
+            let mut refs: Vec<&crate::data::Example> =
                 order.next(&mut pos).iter().map(|&i| &train[i]).collect();
+            let relabelled;
+            if permute {
+                relabelled = augment::permute_pairs(&refs, self.input.vocab, &mut pos.noise_rng);
+                refs = relabelled.iter().collect();
+            }
             device.seed(step_seed(spec.experiment.seed, pos.step));
             let batch = make_batch(
                 &refs,
@@ -302,7 +314,8 @@ impl<'a> Loop<'a> {
                 Some(&mut pos.noise_rng),
             );
             let batch_size = batch.size;
-            let (next, loss_value, ok) = step(model, &mut optim, &loss_fn, batch, lr);
+            let (next, loss_value, ok) =
+                step(model, &mut optim, &loss_fn, batch, lr, masks.as_ref());
             model = next;
             if !ok {
                 warn!(
@@ -646,6 +659,7 @@ pub fn step(
     loss_fn: &CrossEntropyLoss,
     batch: Batch,
     lr: f64,
+    masks: Option<&crate::prune::Masks>,
 ) -> (Model, f64, bool) {
     let logits = model.forward(&batch); // [batch, len, vocab]
     let [b, t, v] = logits.dims();
@@ -654,7 +668,10 @@ pub fn step(
     if diverged(value, v) {
         return (model, value, false);
     }
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    if let Some(masks) = masks {
+        masks.apply(&mut grads);
+    }
     (optim.step(lr, model, grads), value, true)
 }
 

@@ -2,6 +2,7 @@
 //! training checks with tiny models.
 
 mod common;
+mod compress;
 
 mod bad_input;
 mod bench;

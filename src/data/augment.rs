@@ -1,0 +1,79 @@
+//! Training-time augmentation: `train.augment = ["permute_pairs"]` relabels the bracket
+//! types of each training example with a random permutation of the pairs, the same for its
+//! prefix and its answer, so the example stays a correct closing and the model sees every
+//! nesting pattern with every pair. Drawn from the run's noise generator, so a resumed run
+//! draws the same permutations.
+
+use super::task::Example;
+use super::vocab::Vocab;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+/// `example` with pair `i` renamed to pair `order[i]` throughout (openers and closers).
+pub fn relabel(example: &Example, vocab: &Vocab, order: &[usize]) -> Example {
+    let n = vocab.n_pairs() as u32;
+    let map = |id: u32| -> u32 {
+        if id == 0 || id > 2 * n {
+            return id; // padding, `input`, `,output`, `,`
+        }
+        let pair = ((id - 1) / 2) as usize;
+        let closer = (id - 1) % 2;
+        2 * order[pair] as u32 + 1 + closer
+    };
+    Example {
+        prefix: example.prefix.iter().map(|&id| map(id)).collect(),
+        answer: example.answer.iter().map(|&id| map(id)).collect(),
+    }
+}
+
+/// A random relabelling of each example.
+pub fn permute_pairs(examples: &[&Example], vocab: &Vocab, rng: &mut impl Rng) -> Vec<Example> {
+    let mut order: Vec<usize> = (0..vocab.n_pairs()).collect();
+    examples
+        .iter()
+        .map(|e| {
+            order.shuffle(rng);
+            relabel(e, vocab, &order)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::task::closing;
+    use proptest::prelude::*;
+
+    fn vocab() -> Vocab {
+        Vocab::new(&[('(', ')'), ('[', ']'), ('{', '}'), ('<', '>')])
+    }
+
+    proptest! {
+        /// Every relabelled example is still an open prefix with its correct closing.
+        #[test]
+        fn relabelled_examples_stay_valid(seed in any::<u64>(), n in 1usize..40) {
+            let v = vocab();
+            let params = crate::data::task::TaskParams { n_pairs: 4, min_len: 1, max_len: 30, max_depth: 8 };
+            let mut generator = crate::data::task::Generator::new(params, seed);
+            let examples: Vec<Example> = (0..n).map(|_| generator.draw(&v)).collect();
+            let refs: Vec<&Example> = examples.iter().collect();
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+            for (before, after) in examples.iter().zip(permute_pairs(&refs, &v, &mut rng)) {
+                prop_assert_eq!(after.prefix.len(), before.prefix.len());
+                prop_assert_eq!(closing(&v, &after.prefix).unwrap(), after.answer);
+            }
+        }
+    }
+
+    #[test]
+    fn a_relabelling_renames_pairs_consistently() {
+        let v = vocab();
+        let e = Example {
+            prefix: vec![1, 3, 4, 5],
+            answer: vec![6, 2],
+        }; // ( [ ] {  -> } )
+        let r = relabel(&e, &v, &[2, 0, 1, 3]); // ( -> {, [ -> (, { -> [
+        assert_eq!(r.prefix, vec![5, 1, 2, 3]);
+        assert_eq!(r.answer, vec![4, 6]);
+    }
+}
