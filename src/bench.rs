@@ -222,7 +222,7 @@ fn measure(spec: &Spec, args: &BenchArgs) -> Result<BenchRow> {
             samples += refs.len();
             let batch = make_batch(&refs, &vocab, layout, &train_device, Some(&mut noise));
             let batch = pad_batch(batch, args.pad_to);
-            model = train::step(model, &mut optim, &loss_fn, batch, 1e-3, None).0;
+            model = train::step(model, &mut optim, &loss_fn, batch, 1e-3, None, None).0;
         }
         (model, samples, tokens)
     };

@@ -60,32 +60,11 @@ impl ModuleMapper for Zero {
     }
 }
 
-/// Counts zero and all entries of the weight matrices.
-#[derive(Default)]
-struct Zeros {
-    zeros: usize,
-    total: usize,
-}
-
-impl ModuleVisitor for Zeros {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if D >= 2 {
-            let values = param
-                .val()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap_or_default();
-            self.zeros += values.iter().filter(|v| **v == 0.0).count();
-            self.total += values.len();
-        }
-    }
-}
-
 /// The share of weight-matrix entries that are zero.
 pub fn sparsity_of(model: &Model) -> f64 {
-    let mut z = Zeros::default();
-    model.visit(&mut z);
-    z.zeros as f64 / z.total.max(1) as f64
+    let mut m = Magnitudes(Vec::new());
+    model.visit(&mut m);
+    m.0.iter().filter(|v| **v == 0.0).count() as f64 / m.0.len().max(1) as f64
 }
 
 /// Zeroes the `sparsity` share of weight-matrix entries with the smallest magnitudes,

@@ -11,29 +11,20 @@ Each cell is the median over seeds, with the range in brackets.
 
 import csv
 import json
-import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "techniques"))
+from report import cell, suite  # noqa: E402  (the techniques report's median-and-range cell)
+
 ARCHS = ["gru", "lstm", "tra", "gpt", "ber"]
-
-
-def cell(values, digits):
-    known = [v for v in values if v is not None]
-    if not known:
-        return "-"
-    fmt = lambda v: f"{v:.{digits}f}"
-    text = fmt(statistics.median(known))
-    if len(known) > 1:
-        text += f" ({fmt(min(known))}-{fmt(max(known))})"
-    return text
 
 
 def runs(root, prefix):
     """(seed, run dir) of every <prefix>-s<seed>/<run-id>/."""
     found = []
-    for cond in sorted(root.glob(f"{prefix}-s*")):
+    for cond in sorted(p for p in root.glob(f"{prefix}-s*") if p.is_dir()):
         seed = cond.name.rpartition("-s")[2]
         for run in sorted(cond.iterdir()):
             if (run / "summary.json").exists():
@@ -75,18 +66,6 @@ def prune_table(root):
             num = lambda key: [float(r[key]) for r in rows if r[key]]
             print(f"| {arch} | {s} | {cell(num('exact'), 4)} | {cell(num('exact_finetuned'), 4)} | {cell(num('sparsity_finetuned'), 3)} |")
     print()
-
-
-def suite(run):
-    found = {}
-    path = run / "eval_suite.csv"
-    if path.exists():
-        for r in csv.DictReader(open(path, newline="")):
-            if r["breakdown"] == "all" and r["exact"] not in ("", "n/a"):
-                for key in ("longer", "deeper"):
-                    if r["set"].startswith(key):
-                        found[key] = float(r["exact"])
-    return found
 
 
 def augment_table(root):

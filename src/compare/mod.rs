@@ -448,6 +448,7 @@ mod tests {
             val_exact: Some(val_exact),
             lr: 1e-3,
             stage: 0,
+            reward: None,
         }
     }
 

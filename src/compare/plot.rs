@@ -496,6 +496,7 @@ mod tests {
                 val_exact: Some(0.5),
                 lr: 1e-3,
                 stage: 0,
+                reward: None,
             })
             .collect();
         let dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,11 @@
-//! Training-time augmentation: `train.augment = ["permute_pairs"]` relabels the bracket
-//! types of each training example with a random permutation of the pairs, the same for its
-//! prefix and its answer, so the example stays a correct closing and the model sees every
-//! nesting pattern with every pair. Drawn from the run's noise generator, so a resumed run
-//! draws the same permutations.
+//! Training-time augmentation, drawn from the run's noise generator (so a resumed run draws
+//! the same), each keeping every example a correct closing:
+//! - `permute_pairs` relabels the bracket types of each example with a random permutation
+//!   of the pairs, the same for its prefix and its answer: every nesting pattern is seen
+//!   with every pair.
+//! - `mix_lengths` puts a closed string in front of half the examples: another example of
+//!   the batch with its answer (balanced), when the two fit in `data.max_len`. The answer is
+//!   unchanged, the prefix longer: the model learns that what is closed does not matter.
 
 use super::task::Example;
 use super::vocab::Vocab;
@@ -38,6 +41,32 @@ pub fn permute_pairs(examples: &[&Example], vocab: &Vocab, rng: &mut impl Rng) -
         .collect()
 }
 
+/// Half the examples, each after another example of the batch closed (its prefix and
+/// answer), when the whole fits in `max_len` brackets.
+pub fn mix_lengths(examples: &[Example], max_len: usize, rng: &mut impl Rng) -> Vec<Example> {
+    examples
+        .iter()
+        .map(|e| {
+            if examples.len() < 2 || !rng.gen_bool(0.5) {
+                return e.clone();
+            }
+            let other = &examples[rng.gen_range(0..examples.len())];
+            let closed = other.prefix.len() + other.answer.len();
+            if closed + e.prefix.len() > max_len {
+                return e.clone();
+            }
+            let mut prefix = Vec::with_capacity(closed + e.prefix.len());
+            prefix.extend(&other.prefix);
+            prefix.extend(&other.answer);
+            prefix.extend(&e.prefix);
+            Example {
+                prefix,
+                answer: e.answer.clone(),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +89,24 @@ mod tests {
             let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
             for (before, after) in examples.iter().zip(permute_pairs(&refs, &v, &mut rng)) {
                 prop_assert_eq!(after.prefix.len(), before.prefix.len());
+                prop_assert_eq!(closing(&v, &after.prefix).unwrap(), after.answer);
+            }
+        }
+    }
+
+    proptest! {
+        /// Every mixed example is still an open prefix with its correct closing, no longer
+        /// than the limit.
+        #[test]
+        fn mixed_examples_stay_valid(seed in any::<u64>(), n in 1usize..40) {
+            let v = vocab();
+            let params = crate::data::task::TaskParams { n_pairs: 4, min_len: 1, max_len: 20, max_depth: 6 };
+            let mut generator = crate::data::task::Generator::new(params, seed);
+            let examples: Vec<Example> = (0..n).map(|_| generator.draw(&v)).collect();
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+            for (before, after) in examples.iter().zip(mix_lengths(&examples, 20, &mut rng)) {
+                prop_assert!(after.prefix.len() <= 20.max(before.prefix.len()));
+                prop_assert!(after.prefix.ends_with(&before.prefix));
                 prop_assert_eq!(closing(&v, &after.prefix).unwrap(), after.answer);
             }
         }

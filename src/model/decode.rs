@@ -81,10 +81,59 @@ pub fn greedy<M: Incremental>(
     end: u32,
     device: &Device,
 ) -> Vec<Decoded> {
+    decode(model, prompts, max_new, end, device, &mut |logits| {
+        logits.argmax(1)
+    })
+}
+
+/// Answers drawn token by token from softmax(logits / temperature), by `rng`.
+pub fn sample<M: Incremental>(
+    model: &M,
+    prompts: &[Vec<u32>],
+    max_new: usize,
+    end: u32,
+    temperature: f64,
+    rng: &mut dyn rand::RngCore,
+    device: &Device,
+) -> Vec<Decoded> {
+    decode(model, prompts, max_new, end, device, &mut |logits| {
+        let [batch, vocab] = logits.dims();
+        let device = logits.device();
+        let probs = burn::tensor::activation::softmax(logits / temperature, 1);
+        let probs: Vec<f32> = probs.into_data().iter::<f32>().collect();
+        let picked: Vec<i64> = probs
+            .chunks(vocab)
+            .map(|row| draw(row, rng) as i64)
+            .collect();
+        Tensor::from_data(TensorData::new(picked, [batch, 1]), &device)
+    })
+}
+
+/// An index drawn with the given probabilities (which sum to about one).
+fn draw(probs: &[f32], rng: &mut dyn rand::RngCore) -> usize {
+    let mut u = rand::Rng::gen::<f32>(rng) * probs.iter().sum::<f32>();
+    for (i, p) in probs.iter().enumerate() {
+        if u < *p {
+            return i;
+        }
+        u -= p;
+    }
+    probs.len() - 1
+}
+
+/// Decodes every prompt, `pick` choosing each next token from the logits [batch, vocab].
+fn decode<M: Incremental>(
+    model: &M,
+    prompts: &[Vec<u32>],
+    max_new: usize,
+    end: u32,
+    device: &Device,
+    pick: &mut dyn FnMut(Tensor<2>) -> Tensor<2, Int>,
+) -> Vec<Decoded> {
     let mut out = vec![Decoded::default(); prompts.len()];
     for (_, rows) in length_groups(prompts) {
         let tokens = group_tensor(prompts, &rows, 0, 0, device);
-        decode_group(model, tokens, &rows, max_new, end, &mut out);
+        decode_group(model, tokens, &rows, max_new, end, &mut out, pick);
     }
     out
 }
@@ -96,10 +145,11 @@ fn decode_group<M: Incremental>(
     max_new: usize,
     end: u32,
     out: &mut [Decoded],
+    pick: &mut dyn FnMut(Tensor<2>) -> Tensor<2, Int>,
 ) {
     let (mut logits, mut state) = model.prefill(tokens);
     for step in 0..max_new {
-        let next = logits.argmax(1); // [batch, 1]
+        let next = pick(logits); // [batch, 1]
         let host: Vec<i64> = next.to_data().iter::<i64>().collect();
         for (&row, &token) in rows.iter().zip(&host) {
             let d = &mut out[row];

@@ -90,6 +90,29 @@ impl Model {
     }
 }
 
+impl Model {
+    /// Answers sampled at `temperature` after each prompt (REINFORCE); None for `ber`,
+    /// which fills its answer slots at once rather than token by token.
+    pub fn sample(
+        &self,
+        prompts: &[Vec<u32>],
+        max_new: usize,
+        vocab: &Vocab,
+        temperature: f64,
+        rng: &mut dyn rand::RngCore,
+        device: &Device,
+    ) -> Option<Vec<Decoded>> {
+        let end = vocab.end();
+        Some(match self {
+            Model::Gru(m) => decode::sample(m, prompts, max_new, end, temperature, rng, device),
+            Model::Lstm(m) => decode::sample(m, prompts, max_new, end, temperature, rng, device),
+            Model::Gpt(m) => decode::sample(m, prompts, max_new, end, temperature, rng, device),
+            Model::Tra(m) => decode::sample(m, prompts, max_new, end, temperature, rng, device),
+            Model::Ber(_) => return None,
+        })
+    }
+}
+
 /// Cross-entropy over the targets of a batch, padding ignored: the training loss and the
 /// validation loss alike.
 pub fn loss_fn(device: &Device) -> burn::nn::loss::CrossEntropyLoss {

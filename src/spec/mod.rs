@@ -453,8 +453,55 @@ pub struct TrainSpec {
     /// Label smoothing of the training loss (validation loss stays unsmoothed); 0 = off.
     pub label_smoothing: f64,
     /// On-the-fly augmentation of training examples: "permute_pairs" relabels each
-    /// example's bracket types with a random permutation of the pairs.
+    /// example's bracket types with a random permutation of the pairs; "mix_lengths" puts
+    /// a closed string in front of half of them (within data.max_len).
     pub augment: Vec<Augment>,
+    /// How the model learns: "cross_entropy" from the labelled answers, or "reinforce":
+    /// it samples answers and is rewarded for exact closings (policy gradient).
+    pub objective: TrainObjective,
+    /// REINFORCE: the sampling temperature.
+    pub temperature: f64,
+    /// REINFORCE: reward the share of the answer written right before the first mistake,
+    /// not only exact closings.
+    pub partial_credit: bool,
+    /// Rules in words, each mapped to a constraint on the closers (`[[train.rules]]`):
+    /// the probability given to closers a rule forbids is added to the training loss.
+    pub rules: Vec<Rule>,
+    /// The weight of the rules' penalty in the training loss.
+    pub rule_weight: f64,
+}
+
+/// One `[[train.rules]]` entry: `text` is for the reader; `kind` and `pair` say what it
+/// constrains.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub text: String,
+    #[serde(default)]
+    pub kind: RuleKind,
+    /// `kind = "pair"`: the pair, opener then closer, e.g. "【】".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pair: String,
+}
+
+/// What a rule constrains.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    /// The pair's closer closes its opener and nothing else.
+    #[default]
+    Pair,
+    /// Close the innermost open bracket first.
+    StackOrder,
+}
+
+/// `train.objective`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainObjective {
+    #[default]
+    CrossEntropy,
+    Reinforce,
 }
 
 /// A training-time augmentation (`train.augment`).
@@ -462,6 +509,7 @@ pub struct TrainSpec {
 #[serde(rename_all = "snake_case")]
 pub enum Augment {
     PermutePairs,
+    MixLengths,
 }
 
 /// A duration written in this file's defaults.
@@ -490,6 +538,11 @@ impl Default for TrainSpec {
             sparsity: 0.0,
             label_smoothing: 0.0,
             augment: Vec::new(),
+            objective: TrainObjective::CrossEntropy,
+            temperature: 1.0,
+            partial_credit: false,
+            rules: Vec::new(),
+            rule_weight: 1.0,
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Checks that burn would otherwise turn into a panic deep inside, or a run that silently
 //! means nothing. Each failure names the key and what is allowed.
 
-use super::{Activation, Arch, EvalEvery, LossOn, Objective, PrunerKind, Spec, StudyStorage, Task};
+use super::{
+    Activation, Arch, EvalEvery, LossOn, Objective, PrunerKind, RuleKind, Spec, StudyStorage, Task,
+    TrainObjective,
+};
 use crate::error::UserError;
 use std::collections::HashSet;
 
@@ -224,7 +227,84 @@ fn check_task(spec: &Spec) -> Result<(), UserError> {
 
 /// Transfer, freezing and LoRA settings that cannot mean anything together. Whether the
 /// named parts exist is checked against the model itself (`model::params::select`).
+/// REINFORCE samples answers token by token and rewards exact closings.
+fn check_reinforce(spec: &Spec) -> Result<(), UserError> {
+    let t = &spec.train;
+    if t.objective != TrainObjective::Reinforce {
+        return Ok(());
+    }
+    if spec.model.arch == Arch::Ber {
+        return fail(
+            "train.objective",
+            "\"reinforce\" samples answers token by token; ber fills its answer slots at once: \
+             use gru, lstm, tra or gpt"
+                .into(),
+        );
+    }
+    if spec.data.task == Task::Lm {
+        return fail(
+            "train.objective",
+            "\"reinforce\" rewards exact closings; a language model (data.task = \"lm\") \
+             has none: use \"cross_entropy\""
+                .into(),
+        );
+    }
+    if !(t.temperature > 0.0 && t.temperature.is_finite()) {
+        return fail(
+            "train.temperature",
+            format!("{} must be a positive number, e.g. 1.0", t.temperature),
+        );
+    }
+    Ok(())
+}
+
+/// Each rule names what it constrains, in terms of the run's own pairs.
+fn check_rules(spec: &Spec) -> Result<(), UserError> {
+    for (i, rule) in spec.train.rules.iter().enumerate() {
+        let key = format!("train.rules.{i}.pair");
+        match rule.kind {
+            RuleKind::Pair => {
+                if !spec.data.pairs.contains(&rule.pair) {
+                    return fail(
+                        &key,
+                        format!(
+                            "'{}' is not one of data.pairs ({}): a pair rule names a pair, \
+                             opener then closer",
+                            rule.pair,
+                            spec.data.pairs.join(" ")
+                        ),
+                    );
+                }
+            }
+            RuleKind::StackOrder if !rule.pair.is_empty() => {
+                return fail(
+                    &key,
+                    "a stack_order rule covers every pair: leave out `pair`".into(),
+                );
+            }
+            RuleKind::StackOrder => {}
+        }
+    }
+    if spec.train.rule_weight < 0.0 || !spec.train.rule_weight.is_finite() {
+        return fail(
+            "train.rule_weight",
+            format!("{} must be zero or positive", spec.train.rule_weight),
+        );
+    }
+    if !spec.train.rules.is_empty() && spec.train.objective == TrainObjective::Reinforce {
+        return fail(
+            "train.rules",
+            "the rule penalty is added to the cross-entropy loss; with \
+             objective = \"reinforce\" there is none: use one or the other"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 fn check_techniques(spec: &Spec) -> Result<(), UserError> {
+    check_reinforce(spec)?;
+    check_rules(spec)?;
     let smoothing = spec.train.label_smoothing;
     if !(0.0..1.0).contains(&smoothing) {
         return fail(

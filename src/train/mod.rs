@@ -4,6 +4,8 @@
 //! metrics row and the `best`/`last` checkpoints each time.
 
 pub mod checkpoint;
+pub mod reinforce;
+pub mod rules;
 mod schedule;
 
 pub use schedule::Schedule;
@@ -47,10 +49,13 @@ pub struct MetricsRow {
     /// distribution): the val_* columns are over that stage's validation set.
     #[serde(default)]
     pub stage: usize,
+    /// REINFORCE runs: the mean reward of the training batches since the previous row.
+    #[serde(default)]
+    pub reward: Option<f64>,
 }
 
 pub const METRICS_HEADER: &str =
-    "step,epoch,elapsed_s,samples,train_loss,val_loss,val_token_acc,val_exact,lr,stage";
+    "step,epoch,elapsed_s,samples,train_loss,val_loss,val_token_acc,val_exact,lr,stage,reward";
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -160,6 +165,11 @@ pub struct Position {
     pub stage_s: f64,
     #[serde(default)]
     pub stage_epoch: u64,
+    /// REINFORCE: the batches' mean rewards accumulated since the last evaluation row.
+    #[serde(default)]
+    pub reward_sum: f64,
+    #[serde(default)]
+    pub reward_count: u64,
 }
 
 impl Position {
@@ -178,6 +188,8 @@ impl Position {
             stage_step: 0,
             stage_s: 0.0,
             stage_epoch: 0,
+            reward_sum: 0.0,
+            reward_count: 0,
         }
     }
 
@@ -292,6 +304,12 @@ impl<'a> Loop<'a> {
             .train
             .augment
             .contains(&crate::spec::Augment::PermutePairs);
+        let mix = spec
+            .train
+            .augment
+            .contains(&crate::spec::Augment::MixLengths);
+        let by_reward = spec.train.objective == crate::spec::TrainObjective::Reinforce;
+        let rules = rules::Rules::new(&spec.train.rules, self.input.vocab, spec.train.rule_weight);
         let mut order = EpochOrder::new(self.train_set(pos.stage), spec.train.batch_size, &pos);
         let eval_every = EvalTrigger::new(&spec.train.eval_every);
         let mut last_eval = Instant::now();
@@ -300,22 +318,61 @@ impl<'a> Loop<'a> {
             let train = self.train_set(pos.stage);
             let mut refs: Vec<&crate::data::Example> =
                 order.next(&mut pos).iter().map(|&i| &train[i]).collect();
-            let relabelled;
-            if permute {
-                relabelled = augment::permute_pairs(&refs, self.input.vocab, &mut pos.noise_rng);
-                refs = relabelled.iter().collect();
+            let augmented;
+            if permute || mix {
+                let mut batch: Vec<crate::data::Example> =
+                    refs.iter().map(|&e| e.clone()).collect();
+                if mix {
+                    batch = augment::mix_lengths(&batch, spec.data.max_len, &mut pos.noise_rng);
+                }
+                if permute {
+                    let owned: Vec<&crate::data::Example> = batch.iter().collect();
+                    batch = augment::permute_pairs(&owned, self.input.vocab, &mut pos.noise_rng);
+                }
+                augmented = batch;
+                refs = augmented.iter().collect();
             }
             device.seed(step_seed(spec.experiment.seed, pos.step));
-            let batch = make_batch(
-                &refs,
-                self.input.vocab,
-                layout,
-                device,
-                Some(&mut pos.noise_rng),
-            );
-            let batch_size = batch.size;
-            let (next, loss_value, ok) =
-                step(model, &mut optim, &loss_fn, batch, lr, masks.as_ref());
+            let batch_size = refs.len();
+            let (next, loss_value, ok) = if by_reward {
+                let s = reinforce::step(
+                    model,
+                    &mut optim,
+                    &refs,
+                    self.input.vocab,
+                    layout,
+                    spec,
+                    &mut pos.noise_rng,
+                    device,
+                    lr,
+                    masks.as_ref(),
+                );
+                pos.reward_sum += s.reward;
+                pos.reward_count += 1;
+                (s.model, s.loss, s.ok)
+            } else {
+                let batch = make_batch(
+                    &refs,
+                    self.input.vocab,
+                    layout,
+                    device,
+                    Some(&mut pos.noise_rng),
+                );
+                let penalty = rules.as_ref().map(|r| {
+                    let (flags, scored) =
+                        r.flags(&refs, &batch.answer_ids, batch.len, self.input.vocab);
+                    (r, flags, scored)
+                });
+                step(
+                    model,
+                    &mut optim,
+                    &loss_fn,
+                    batch,
+                    lr,
+                    masks.as_ref(),
+                    penalty,
+                )
+            };
             model = next;
             if !ok {
                 warn!(
@@ -481,8 +538,10 @@ impl<'a> Loop<'a> {
         // from a regular evaluation starts a fresh accumulation, as the run itself does.
         let mut state = self.train_state(pos, row.val_exact);
         (pos.loss_sum, pos.loss_count) = (0.0, 0);
+        (pos.reward_sum, pos.reward_count) = (0.0, 0);
         if !crate::signals::stop_requested() {
             (state.position.loss_sum, state.position.loss_count) = (0.0, 0);
+            (state.position.reward_sum, state.position.reward_count) = (0.0, 0);
         }
         self.save_checkpoints(&row, valid, model, optim, &state)?;
         let keep_going = self.observer.on_eval(&row);
@@ -575,6 +634,7 @@ impl<'a> Loop<'a> {
             val_exact: exact,
             lr,
             stage: pos.stage,
+            reward: (pos.reward_count > 0).then(|| pos.reward_sum / pos.reward_count as f64),
         };
         let shown = exact.map_or("-".into(), |e| format!("{e:.4}"));
         info!(
@@ -660,10 +720,15 @@ pub fn step(
     batch: Batch,
     lr: f64,
     masks: Option<&crate::prune::Masks>,
+    penalty: Option<(&rules::Rules, Vec<f32>, usize)>,
 ) -> (Model, f64, bool) {
     let logits = model.forward(&batch); // [batch, len, vocab]
     let [b, t, v] = logits.dims();
-    let loss = loss_fn.forward(logits.reshape([b * t, v]), batch.targets);
+    let logits = logits.reshape([b * t, v]);
+    let mut loss = loss_fn.forward(logits.clone(), batch.targets);
+    if let Some((rules, flags, scored)) = penalty {
+        loss = loss + rules.penalty(logits, flags, scored) * rules.weight;
+    }
     let value = f64::from(loss.clone().into_scalar::<f32>());
     if diverged(value, v) {
         return (model, value, false);

@@ -11,6 +11,7 @@ mod configs;
 mod faults;
 mod fuzz;
 mod learning;
+mod objectives;
 mod postgres;
 mod reliability;
 mod run_dir;
