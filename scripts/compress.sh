@@ -7,14 +7,16 @@
 #   prune:    gru and gpt at sparsities 0.3-0.95, straight after pruning and after 200
 #             fine-tuning steps with the pruned weights held at zero;
 #   augment:  tra_1min against augment_tra and against label smoothing 0.1, scored on fresh
-#             examples and by `runner eval --suite` (longer, deeper prefixes).
+#             examples and by `runner eval --suite` (longer, deeper prefixes);
+#   mix:      gru_1min (which reads prefixes of any length) plain, with mix_lengths and
+#             with permute_pairs, 2000 steps, scored the same way.
 #
 #   scripts/compress.sh [SEEDS]            # default 3; writes bench/compress-<stamp>/
 #   ONLY="quantize prune" scripts/compress.sh 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${1:-3}
-ONLY=${ONLY:-quantize prune augment}
+ONLY=${ONLY:-quantize prune augment mix}
 OUT=${OUT:-bench/compress-$(date +%Y%m%d-%H%M%S)}
 cargo build --release --quiet
 RUNNER=$PWD/target/release/runner
@@ -24,7 +26,7 @@ mkdir -p "$OUT"
   echo "command:  scripts/compress.sh $SEEDS (ONLY=$ONLY)"
   echo "commit:   $(git rev-parse --short HEAD)"
   echo "cpu:      $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
-} > "$OUT/machine.txt"
+} >> "$OUT/machine.txt"   # one block per invocation into the same OUT
 
 # Steps per architecture: about what each 1min config reaches in a minute here.
 steps() {
@@ -63,6 +65,14 @@ for seed in $(seq 1 "$SEEDS"); do
       fi
     fi
   done
+  if has mix; then
+    for variant in plain mix_lengths permute_pairs; do
+      if [[ $variant == plain ]]; then augment='train.augment=[]'; else augment="train.augment=[\"$variant\"]"; fi
+      dir=$(run "gru-$variant-s$seed" configs/gru_1min.toml experiment.seed="$seed" train.max_steps=2000 "$augment")
+      "$RUNNER" eval "$dir" --samples 1000 --json > "$dir/fresh.json" 2>> "$OUT/log.txt"
+      "$RUNNER" eval "$dir" --suite --samples 500 > /dev/null 2>> "$OUT/log.txt"
+    done
+  fi
   if has augment; then
     for variant in plain augment smoothing; do
       case $variant in

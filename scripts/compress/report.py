@@ -89,11 +89,28 @@ def augment_table(root):
     print()
 
 
+def mix_table(root):
+    print("## Augmentation on gru (gru_1min settings, 2000 steps)\n")
+    print("| variant | seeds | fresh exact (1000) | longer (len 21-40) | deeper (depth > 6) |")
+    print("|---|---|---|---|---|")
+    for variant in ["plain", "mix_lengths", "permute_pairs"]:
+        found = runs(root, f"gru-{variant}")
+        if not found:
+            continue
+        fresh = [json.load(open(r / "fresh.json"))["exact"] if (r / "fresh.json").exists() else None
+                 for _, r in found]
+        suites = [suite(r) for _, r in found]
+        print(f"| {variant} | {len(found)} | {cell(fresh, 4)} | {cell([s.get('longer') for s in suites], 4)} "
+              f"| {cell([s.get('deeper') for s in suites], 4)} |")
+    print()
+
+
 def main():
     root = Path(sys.argv[1])
     quantize_table(root)
     prune_table(root)
     augment_table(root)
+    mix_table(root)
 
 
 if __name__ == "__main__":

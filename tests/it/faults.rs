@@ -76,11 +76,16 @@ fn an_interrupted_curriculum_resumes_in_its_stage() {
     );
     let ws = Workspace::new();
     let whole = resumes_to_the_same_metrics_and_weights(&ws, &spec);
-    let stages: Vec<String> = std::fs::read_to_string(whole.join("metrics.csv"))
+    let mut metrics = csv::Reader::from_path(whole.join("metrics.csv")).unwrap();
+    let stage = metrics
+        .headers()
         .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.rsplit(',').next().unwrap().to_string())
+        .iter()
+        .position(|h| h == "stage")
+        .expect("a stage column");
+    let stages: Vec<String> = metrics
+        .records()
+        .map(|r| r.unwrap()[stage].to_string())
         .collect();
     let first_of = |s: &str| stages.iter().position(|x| x == s);
     // Stage 0 for 60 steps (three rows), stage 1 for at most 120, then the data's own.

@@ -296,13 +296,15 @@ fn time_to_target_scores_each_trial_from_its_own_curve() {
     for (n, line) in lines.enumerate() {
         let value: f64 = line.split(',').nth(value_col).unwrap().parse().unwrap();
         let metrics = std::fs::read_to_string(study.join(format!("trials/{n}/metrics.csv")));
-        let rows: Vec<(f64, f64)> = metrics
-            .unwrap()
-            .lines()
-            .skip(1)
+        let metrics = metrics.unwrap();
+        let mut lines = metrics.lines();
+        let columns: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let col = |name: &str| columns.iter().position(|c| *c == name).unwrap();
+        let (elapsed, exact) = (col("elapsed_s"), col("val_exact"));
+        let rows: Vec<(f64, f64)> = lines
             .map(|l| {
-                let f: Vec<f64> = l.split(',').map(|x| x.parse().unwrap()).collect();
-                (f[2], f[7]) // elapsed_s, val_exact
+                let f: Vec<&str> = l.split(',').collect();
+                (f[elapsed].parse().unwrap(), f[exact].parse().unwrap())
             })
             .collect();
         let best = rows.iter().map(|r| r.1).fold(0.0, f64::max);
