@@ -12,6 +12,30 @@ use super::vocab::Vocab;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+/// The batch as `train.augment` changes it (mix first, then permute); None without
+/// augmentation, when the batch is used as it is.
+pub fn apply(
+    examples: &[&Example],
+    spec: &crate::spec::Spec,
+    vocab: &Vocab,
+    rng: &mut impl Rng,
+) -> Option<Vec<Example>> {
+    use crate::spec::Augment;
+    let wants = |a: Augment| spec.train.augment.contains(&a);
+    if spec.train.augment.is_empty() {
+        return None;
+    }
+    let mut batch: Vec<Example> = examples.iter().map(|&e| e.clone()).collect();
+    if wants(Augment::MixLengths) {
+        batch = mix_lengths(&batch, spec.data.max_len, rng);
+    }
+    if wants(Augment::PermutePairs) {
+        let refs: Vec<&Example> = batch.iter().collect();
+        batch = permute_pairs(&refs, vocab, rng);
+    }
+    Some(batch)
+}
+
 /// `example` with pair `i` renamed to pair `order[i]` throughout (openers and closers).
 pub fn relabel(example: &Example, vocab: &Vocab, order: &[usize]) -> Example {
     let n = vocab.n_pairs() as u32;

@@ -300,14 +300,6 @@ impl<'a> Loop<'a> {
         let masks = (spec.train.sparsity > 0.0).then(|| crate::prune::Masks::of_zeros(&model));
         let layout = crate::model::layout(spec, self.input.vocab);
         let loss_fn = crate::model::training_loss_fn(spec, device);
-        let permute = spec
-            .train
-            .augment
-            .contains(&crate::spec::Augment::PermutePairs);
-        let mix = spec
-            .train
-            .augment
-            .contains(&crate::spec::Augment::MixLengths);
         let by_reward = spec.train.objective == crate::spec::TrainObjective::Reinforce;
         let rules = rules::Rules::new(&spec.train.rules, self.input.vocab, spec.train.rule_weight);
         let mut order = EpochOrder::new(self.train_set(pos.stage), spec.train.batch_size, &pos);
@@ -318,19 +310,9 @@ impl<'a> Loop<'a> {
             let train = self.train_set(pos.stage);
             let mut refs: Vec<&crate::data::Example> =
                 order.next(&mut pos).iter().map(|&i| &train[i]).collect();
-            let augmented;
-            if permute || mix {
-                let mut batch: Vec<crate::data::Example> =
-                    refs.iter().map(|&e| e.clone()).collect();
-                if mix {
-                    batch = augment::mix_lengths(&batch, spec.data.max_len, &mut pos.noise_rng);
-                }
-                if permute {
-                    let owned: Vec<&crate::data::Example> = batch.iter().collect();
-                    batch = augment::permute_pairs(&owned, self.input.vocab, &mut pos.noise_rng);
-                }
-                augmented = batch;
-                refs = augmented.iter().collect();
+            let augmented = augment::apply(&refs, spec, self.input.vocab, &mut pos.noise_rng);
+            if let Some(batch) = &augmented {
+                refs = batch.iter().collect();
             }
             device.seed(step_seed(spec.experiment.seed, pos.step));
             let batch_size = refs.len();
@@ -733,11 +715,22 @@ pub fn step(
     if diverged(value, v) {
         return (model, value, false);
     }
+    (descend(model, optim, loss, lr, masks), value, true)
+}
+
+/// One optimiser step down `loss`'s gradient; a pruned run's pruned weights get none.
+pub(crate) fn descend(
+    model: Model,
+    optim: &mut ModuleOptimizer,
+    loss: burn::prelude::Tensor<1>,
+    lr: f64,
+    masks: Option<&crate::prune::Masks>,
+) -> Model {
     let mut grads = GradientsParams::from_grads(loss.backward(), &model);
     if let Some(masks) = masks {
         masks.apply(&mut grads);
     }
-    (optim.step(lr, model, grads), value, true)
+    optim.step(lr, model, grads)
 }
 
 /// A non-finite loss, or one a hundred times worse than guessing uniformly (ln of the

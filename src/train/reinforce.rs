@@ -10,7 +10,7 @@ use crate::data::vocab::PAD;
 use crate::data::{Example, Vocab};
 use crate::model::{Decoded, Model};
 use crate::spec::Spec;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
@@ -166,11 +166,7 @@ fn update(
     if !value.is_finite() {
         return (model, value, false);
     }
-    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-    if let Some(masks) = masks {
-        masks.apply(&mut grads);
-    }
-    (optim.step(lr, model, grads), value, true)
+    (super::descend(model, optim, loss, lr, masks), value, true)
 }
 
 #[cfg(test)]
