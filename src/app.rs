@@ -29,6 +29,33 @@ pub fn run(cli: Cli) -> Result<()> {
             overrides,
             out,
         } => data(&spec, &overrides, out),
+        Command::Generate(a) => {
+            let sampling = crate::text::generate::Sampling {
+                temperature: a.temperature,
+                top_k: a.top_k,
+                top_p: a.top_p,
+                seed: a.seed,
+            };
+            crate::text::generate::run(
+                &a.run_dir,
+                &a.prompt,
+                a.max_new_tokens,
+                sampling,
+                a.checkpoint,
+                a.json,
+            )
+        }
+        Command::Export {
+            run_dir,
+            format,
+            out,
+            checkpoint,
+        } => {
+            for file in crate::text::export::export(&run_dir, format, &out, checkpoint)? {
+                println!("{}", file.display());
+            }
+            Ok(())
+        }
         Command::Eval(args) => evaluate(&args),
         Command::Compare {
             paths,
@@ -182,6 +209,24 @@ fn data(arg: &str, overrides: &[String], out: Option<PathBuf>) -> Result<()> {
             .join(&spec.experiment.name)
             .join("data")
     });
+    if spec.is_text() {
+        // The tokenizer a run of this spec would train, and how the corpus tokenizes.
+        let text = crate::text::prepare(spec, None)?;
+        crate::text::save(&text, &dir, &dir)?;
+        write_atomic(&RunPaths::new(&dir).resolved(), spec.to_toml().as_bytes())?;
+        let s = &text.stats;
+        println!(
+            "wrote tokenizer.json ({} tokens) and text.json ({} train and {} val tokens, \
+             {} and {} windows) to {}",
+            s.vocab_size,
+            s.train_tokens,
+            s.val_tokens,
+            s.train_windows,
+            s.val_windows,
+            dir.display()
+        );
+        return Ok(());
+    }
     let vocab = dataset::vocab(spec);
     let splits = dataset::build_splits(spec, &vocab)?;
     dataset::save(&dir, &splits, &vocab)?;
@@ -201,6 +246,7 @@ fn evaluate(args: &EvalArgs) -> Result<()> {
         return evaluate_suite(args);
     }
     let (loaded, device) = checkpoint::load_run(&args.run_dir, args.checkpoint)?;
+    crate::text::refuse(&args.run_dir, &loaded.spec, "runner eval")?;
     let zero_shot = loaded.spec.data.task == crate::spec::Task::Lm;
     if zero_shot && loaded.spec.model.arch == crate::spec::Arch::Ber {
         return Err(UserError::input(
@@ -269,6 +315,7 @@ fn evaluate(args: &EvalArgs) -> Result<()> {
 
 fn predict(run_dir: &Path, prefix: &str, slot: Slot) -> Result<()> {
     let (loaded, device) = checkpoint::load_run(run_dir, slot)?;
+    crate::text::refuse(run_dir, &loaded.spec, "runner predict")?;
     let vocab = dataset::vocab(&loaded.spec);
     let ids = vocab
         .encode(prefix)
@@ -395,6 +442,7 @@ fn evaluate_suite(args: &EvalArgs) -> Result<()> {
     use crate::eval::suite;
     let (loaded, device) = checkpoint::load_run(&args.run_dir, args.checkpoint)?;
     let spec = &loaded.spec;
+    crate::text::refuse(&args.run_dir, spec, "runner eval --suite")?;
     refuse_language_model(&args.run_dir, spec)?;
     let vocab = dataset::vocab(spec);
     let n = args.samples.unwrap_or(500);

@@ -92,6 +92,21 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         samples: usize,
     },
+    /// Continue a prompt with a text run's model (data.source = "text"), printing tokens
+    /// as they are made. Greedy unless --temperature is above 0.
+    Generate(GenerateArgs),
+    /// Write a run's weights for other tools: `hf` (a text run as a Hugging Face GPT-2
+    /// directory) or `safetensors` (any run's weights and spec).
+    Export {
+        run_dir: PathBuf,
+        #[arg(long, value_enum)]
+        format: crate::text::export::Format,
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = Slot::Best)]
+        checkpoint: Slot,
+    },
     /// Score a run's best checkpoint on fresh examples or a JSONL file.
     Eval(EvalArgs),
     /// Runs side by side: differing spec keys, results, and results at equal cost.
@@ -186,6 +201,34 @@ pub struct StudyTarget {
 /// `--budget 10min`: clap reports a bad value as a usage error (exit 2).
 fn parse_budget(text: &str) -> Result<HumanDuration, String> {
     HumanDuration::parse(text)
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    pub run_dir: PathBuf,
+    /// Text to continue (empty: start a new document).
+    #[arg(long, default_value = "")]
+    pub prompt: String,
+    #[arg(long, default_value_t = 100)]
+    pub max_new_tokens: usize,
+    /// 0 = greedy; above 0 samples from the distribution sharpened (<1) or flattened (>1).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Sample from the k most likely tokens only (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Sample from the smallest set of tokens whose probabilities reach p (1 = all).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Seed of the sampler: the same seed gives the same text.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = Slot::Best)]
+    pub checkpoint: Slot,
+    /// Print one JSON object instead of streaming: the prompt's and the new token ids, the
+    /// text, and the logits of the first new token (what scripts/check_hf_export.py reads).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,7 @@ pub mod score;
 pub mod signals;
 pub mod spec;
 pub mod sweep;
+pub mod text;
 pub mod train;
 
 /// Exit code for an error: 130 when interrupted, 2 for bad user input ([`error::UserError`]),

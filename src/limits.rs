@@ -110,7 +110,7 @@ fn model_key(spec: &Spec) -> &'static str {
 /// Parameters times four copies (weights, gradients, AdamW's two moments), f32.
 fn model_bytes(spec: &Spec) -> f64 {
     let m = &spec.model;
-    let vocab = (2 * spec.data.pairs.len() + 4) as f64;
+    let vocab = spec.n_tokens() as f64;
     let params = if m.arch.is_recurrent() {
         let (e, h) = (m.d_embed as f64, m.d_hidden as f64);
         vocab * e + m.n_layers as f64 * 4.0 * (e.max(h) + h + 1.0) * h + h * vocab
@@ -139,6 +139,10 @@ fn activation_bytes(spec: &Spec) -> f64 {
 
 fn dataset_bytes(spec: &Spec) -> f64 {
     let d = &spec.data;
+    if spec.is_text() {
+        // The corpus's size is known once it is read; its windows take about as much.
+        return 0.0;
+    }
     // Splits in memory, the set of seen prefixes, and the saved forms built in memory.
     6.0 * (d.train_samples + d.val_samples + d.test_samples) as f64 * example_bytes(spec)
 }

@@ -158,6 +158,7 @@ pub fn prune_run(
         .into());
     }
     let (loaded, device) = checkpoint::load_run(run_dir, from)?;
+    crate::text::refuse(run_dir, &loaded.spec, "runner prune")?;
     if loaded.spec.data.task == crate::spec::Task::Lm {
         return Err(UserError::input(
             run_dir.display().to_string(),

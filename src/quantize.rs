@@ -162,6 +162,7 @@ pub fn quantize(run_dir: &Path, scheme: Scheme, from: Slot, samples: usize) -> R
         .into());
     }
     let (loaded, device) = checkpoint::load_run(run_dir, from)?;
+    crate::text::refuse(run_dir, &loaded.spec, "runner quantize")?;
     if loaded.spec.data.task == crate::spec::Task::Lm {
         return Err(UserError::input(
             run_dir.display().to_string(),

@@ -32,6 +32,9 @@ pub fn prepare(arg: &str, overrides: &[String]) -> Result<(Resolved, Device)> {
 /// The dataset can be drawn, the run fits in memory, and the device exists in this build.
 fn check_machine(spec: &Spec, origin: &str) -> Result<Device, UserError> {
     dataset::check_capacity(spec, origin)?;
+    if spec.is_text() {
+        crate::text::check(spec)?;
+    }
     crate::limits::check_spec(spec, origin)?;
     backend::device(spec.experiment.device).map_err(|mut e| {
         e.origin = origin.to_string();
@@ -43,8 +46,7 @@ fn check_machine(spec: &Spec, origin: &str) -> Result<Device, UserError> {
 /// architecture and pairs, no parameter of the same name and another shape), and the parts
 /// `model.reset`, `model.lora.targets` and `train.freeze` name exist.
 fn check_start(spec: &Spec, device: &Device) -> Result<(), UserError> {
-    let vocab = dataset::vocab(spec);
-    crate::model::start::start(spec, vocab.size(), device).map(|_| ())
+    crate::model::start::start(spec, spec.n_tokens(), device).map(|_| ())
 }
 
 /// Runs `resolved` in `root` (an existing, empty directory) and writes every file of a run.
@@ -89,8 +91,7 @@ pub fn execute(
 /// The model this run starts training (see `model::start`), on the training device; says
 /// in the log and in `start.json` what it took from where.
 fn initial_model(spec: &Spec, device: &Device, run: &RunPaths) -> Result<crate::model::Model> {
-    let vocab = dataset::vocab(spec);
-    let start = crate::model::start::start(spec, vocab.size(), &device.clone().autodiff())?;
+    let start = crate::model::start::start(spec, spec.n_tokens(), &device.clone().autodiff())?;
     let r = &start.report;
     if let Some(from) = &r.init_from {
         info!(from = %from, loaded = r.loaded.len(), reset = ?r.reset, fresh = ?r.fresh, "starting from the weights of another run");
@@ -117,17 +118,24 @@ fn train_and_finish(
     resume: Option<train::ResumeFrom>,
     observer: &mut dyn Observer,
 ) -> Result<Summary> {
+    // A text run's windows are read through the same layout-driven batcher, which never
+    // consults the bracket vocabulary for them.
     let vocab = dataset::vocab(spec);
-    let splits = dataset::build_splits(spec, &vocab)?;
-    if resume.is_none() {
-        dataset::save(&run.dataset(), &splits, &vocab)?;
-        info!(
-            train = splits.train.len(),
-            val = splits.val.len(),
-            test = splits.test.len(),
-            "dataset"
-        );
-    }
+    let splits = if spec.is_text() {
+        text_splits(spec, run, resume.is_none())?
+    } else {
+        let splits = dataset::build_splits(spec, &vocab)?;
+        if resume.is_none() {
+            dataset::save(&run.dataset(), &splits, &vocab)?;
+            info!(
+                train = splits.train.len(),
+                val = splits.val.len(),
+                test = splits.test.len(),
+                "dataset"
+            );
+        }
+        splits
+    };
     let train_device = device.clone().autodiff();
     let input = train::FitInput {
         spec,
@@ -142,6 +150,22 @@ fn train_and_finish(
     };
     let report = train::fit(input, observer)?;
     finish(spec, &vocab, &splits, device, run, report, started)
+}
+
+/// A text run's windows as splits: no test split (the validation text is the held-out
+/// part; `runner generate` is how a text model is tried). A new run saves its tokenizer.
+fn text_splits(spec: &Spec, run: &RunPaths, new: bool) -> Result<Splits> {
+    let saved = run.root.join(crate::text::TOKENIZER_FILE);
+    let data = crate::text::prepare(spec, (!new).then_some(saved.as_path()))?;
+    if new {
+        crate::text::save(&data, &run.root, &run.dataset())?;
+    }
+    Ok(Splits {
+        train: data.train,
+        val: data.val,
+        test: Vec::new(),
+        stages: Vec::new(),
+    })
 }
 
 /// `runner resume`: continues a run from `checkpoints/last` (or, if that is damaged, the
@@ -304,7 +328,7 @@ fn finish(
     let params = best_model
         .as_ref()
         .map(|m| m.num_params())
-        .unwrap_or_else(|| crate::model::Model::init(spec, vocab.size(), device).num_params());
+        .unwrap_or_else(|| crate::model::Model::init(spec, spec.n_tokens(), device).num_params());
     let start = read_start_report(run)?;
     let layout = crate::model::layout(spec, vocab);
     let test = match &best_model {
@@ -314,10 +338,13 @@ fn finish(
         }
         _ => None,
     };
-    let test_loss = best_model.as_ref().map(|m| {
-        let model = m.clone().to_device(device);
-        eval::teacher_forced(&model, &splits.test, vocab, layout, device).loss
-    });
+    let test_loss = best_model
+        .as_ref()
+        .filter(|_| !splits.test.is_empty())
+        .map(|m| {
+            let model = m.clone().to_device(device);
+            eval::teacher_forced(&model, &splits.test, vocab, layout, device).loss
+        });
     let summary = Summary {
         name: spec.experiment.name.clone(),
         run_id: run
@@ -341,6 +368,9 @@ fn finish(
         wall_s: started.elapsed().as_secs_f64(),
         train_s: report.train_s,
         samples_per_s: report.samples as f64 / report.train_s.max(1e-9),
+        tokens_per_s: spec.is_text().then(|| {
+            (report.samples * spec.data.context_length as u64) as f64 / report.train_s.max(1e-9)
+        }),
         params,
         trained_params: start.as_ref().map(|s| s.params.trained),
         start,

@@ -35,6 +35,9 @@ pub struct Summary {
     pub wall_s: f64,
     pub train_s: f64,
     pub samples_per_s: f64,
+    /// Text runs: tokens predicted per training second (windows x their length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_s: Option<f64>,
     pub params: usize,
     /// Parameters the optimiser updated (fewer than `params` with `train.freeze` or LoRA);
     /// None in runs from before `start.json`.

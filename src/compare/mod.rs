@@ -449,6 +449,7 @@ mod tests {
             lr: 1e-3,
             stage: 0,
             reward: None,
+            val_ppl: None,
         }
     }
 

@@ -497,6 +497,7 @@ mod tests {
                 lr: 1e-3,
                 stage: 0,
                 reward: None,
+                val_ppl: None,
             })
             .collect();
         let dir = tempfile::tempdir().unwrap();

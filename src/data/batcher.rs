@@ -30,12 +30,18 @@ pub enum Layout {
     /// Masked language modelling on unlabelled strings: each bracket hidden with
     /// `mlm_prob` (at least one per string), the hidden ones scored.
     MaskedLm { mask_id: u32, mlm_prob: f64 },
+    /// A window of text tokens (`data.source = "text"`), read as it is: every token but
+    /// the last in, every token but the first out, all scored.
+    Text,
 }
 
 impl Layout {
     /// Does this layout learn unlabelled strings (no exact match to score)?
     pub fn is_lm(self) -> bool {
-        matches!(self, Layout::NextTokenLm | Layout::MaskedLm { .. })
+        matches!(
+            self,
+            Layout::NextTokenLm | Layout::MaskedLm { .. } | Layout::Text
+        )
     }
 }
 
@@ -117,6 +123,7 @@ pub fn make_batch(
             None,
         ),
         Layout::NextTokenLm => (next_token_lm(examples, vocab), None),
+        Layout::Text => (text_windows(examples), None),
         Layout::MaskedLm { mask_id, mlm_prob } => {
             (masked_lm(examples, vocab, mask_id, mlm_prob, noise), None)
         }
@@ -167,6 +174,24 @@ fn next_token_lm(examples: &[&Example], vocab: &Vocab) -> Rows {
 
 /// Validation masks come from a fixed seed, so that every evaluation hides the same tokens.
 const VALIDATION_MASK_SEED: u64 = 0x6d61_736b;
+
+/// Text windows (the example's `prefix` holds the window's tokens): input and target
+/// shifted by one, padding (a short last validation window) neither read nor scored.
+fn text_windows(examples: &[&Example]) -> Rows {
+    let width = examples
+        .iter()
+        .map(|e| e.prefix.len().saturating_sub(1))
+        .max()
+        .unwrap_or(0);
+    let mut rows = Rows::new(examples.len(), width);
+    for (row, e) in examples.iter().enumerate() {
+        for (t, pair) in e.prefix.windows(2).enumerate() {
+            rows.set(row, t, pair[0]);
+            rows.answer(row, t, pair[1]);
+        }
+    }
+    rows
+}
 
 fn masked_lm(
     examples: &[&Example],

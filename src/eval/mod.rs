@@ -27,6 +27,21 @@ pub struct ValMetrics {
 
 const EVAL_BATCH: usize = 512;
 
+/// Logits one evaluation batch of text may hold (batch x length x tokens, f32: 64 MiB):
+/// windows are long and vocabularies large, so 512 of them would take gigabytes.
+const EVAL_LOGITS: usize = 16 << 20;
+
+/// Rows per evaluation batch: `EVAL_BATCH` for bracket records, fewer for text windows.
+fn eval_rows(model: &Model, examples: &[Example], layout: Layout) -> usize {
+    match (layout, model) {
+        (Layout::Text, Model::Gpt2(m)) => {
+            let longest = examples.iter().map(|e| e.prefix.len()).max().unwrap_or(1);
+            (EVAL_LOGITS / (longest * m.n_tokens()).max(1)).clamp(1, EVAL_BATCH)
+        }
+        _ => EVAL_BATCH,
+    }
+}
+
 pub fn teacher_forced(
     model: &Model,
     examples: &[Example],
@@ -36,11 +51,12 @@ pub fn teacher_forced(
 ) -> ValMetrics {
     let loss_fn = crate::model::loss_fn(device);
     let (mut loss_sum, mut tokens, mut right_tokens, mut exact) = (0.0f64, 0usize, 0usize, 0usize);
-    for chunk in examples.chunks(EVAL_BATCH) {
+    for chunk in examples.chunks(eval_rows(model, examples, layout)) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let batch = make_batch(&refs, vocab, layout, device, None);
         let logits = model.forward(&batch); // [batch, len, vocab]
-        let flat = logits.reshape([batch.size * batch.len, vocab.size()]);
+        let n_tokens = logits.dims()[2];
+        let flat = logits.reshape([batch.size * batch.len, n_tokens]);
         let predicted: Vec<i64> = flat.clone().argmax(1).to_data().iter::<i64>().collect();
         let answer_tokens = batch.answer_ids.iter().filter(|&&t| t != 0).count();
         let loss = f64::from(loss_fn.forward(flat, batch.targets).into_scalar::<f32>());

@@ -7,6 +7,7 @@ mod embed;
 
 mod ber;
 mod gpt;
+pub mod gpt2;
 mod gru;
 mod lstm;
 pub mod params;
@@ -17,6 +18,7 @@ mod tra;
 pub use ber::Ber;
 pub use decode::Decoded;
 pub use gpt::Gpt;
+pub use gpt2::Gpt2;
 pub use gru::Gru;
 pub use lstm::Lstm;
 pub use tra::Tra;
@@ -36,12 +38,18 @@ pub enum Model {
     Tra(Tra),
     Gpt(Gpt),
     Ber(Ber),
+    /// The GPT-2-shaped decoder of text runs (`data.source = "text"`).
+    Gpt2(Gpt2),
 }
 
 impl Model {
     pub fn init(spec: &Spec, vocab_size: usize, device: &Device) -> Self {
         let m = &spec.model;
         let positions = spec.max_positions();
+        if spec.is_text() {
+            let shape = gpt2::Gpt2Shape::of(m, vocab_size, positions);
+            return Model::Gpt2(Gpt2::init(&shape, gpt2::INIT, device));
+        }
         match m.arch {
             Arch::Gru => Model::Gru(Gru::init(m, vocab_size, device)),
             Arch::Lstm => Model::Lstm(Lstm::init(m, vocab_size, device)),
@@ -60,6 +68,7 @@ impl Model {
             Model::Lstm(m) => m.forward(tokens),
             Model::Gpt(m) => m.forward(tokens),
             Model::Ber(m) => m.forward(tokens),
+            Model::Gpt2(m) => m.forward(tokens),
             Model::Tra(m) => {
                 let source = batch
                     .source
@@ -86,6 +95,7 @@ impl Model {
             Model::Gpt(m) => decode::greedy(m, prompts, max_new, end, device),
             Model::Tra(m) => decode::greedy(m, prompts, max_new, end, device),
             Model::Ber(m) => m.fill(prompts, max_new, mask_id(vocab), end, device),
+            Model::Gpt2(m) => decode::greedy(m, prompts, max_new, end, device),
         }
     }
 }
@@ -108,6 +118,7 @@ impl Model {
             Model::Lstm(m) => decode::sample(m, prompts, max_new, end, temperature, rng, device),
             Model::Gpt(m) => decode::sample(m, prompts, max_new, end, temperature, rng, device),
             Model::Tra(m) => decode::sample(m, prompts, max_new, end, temperature, rng, device),
+            Model::Gpt2(m) => decode::sample(m, prompts, max_new, end, temperature, rng, device),
             Model::Ber(_) => return None,
         })
     }
@@ -137,6 +148,9 @@ pub fn mask_id(vocab: &Vocab) -> u32 {
 
 /// How the spec's architecture reads a record.
 pub fn layout(spec: &Spec, vocab: &Vocab) -> Layout {
+    if spec.is_text() {
+        return Layout::Text;
+    }
     if spec.data.task == Task::Lm {
         return match spec.model.arch {
             Arch::Ber => Layout::MaskedLm {

@@ -121,6 +121,22 @@ impl<'de> Deserialize<'de> for DeviceName {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataSpec {
+    /// `brackets` (the generated task) or `text` (next-token pretraining on corpus files;
+    /// the bracket keys below are then unused).
+    pub source: DataSource,
+    /// text: UTF-8 corpus files (one path or a list), relative to the working directory.
+    #[serde(deserialize_with = "one_or_many")]
+    pub corpus: Vec<String>,
+    /// text: tokens the model reads at once (one training window).
+    pub context_length: usize,
+    /// text: the tokenizer's vocabulary size, special tokens included; also the model's
+    /// embedding rows (a tokenizer that learns fewer leaves rows unused).
+    pub vocab_size: usize,
+    /// text: `bpe` (byte-level, as GPT-2), `unigram` (as SentencePiece), `char`, or the
+    /// path of a `tokenizer.json` to reuse.
+    pub tokenizer: TokenizerChoice,
+    /// text: the share of each corpus file, from its end, held out for validation.
+    pub val_fraction: f64,
     /// `close` (prefix -> its closing sequence) or `lm` (bracket strings without answers:
     /// self-supervised pretraining).
     pub task: Task,
@@ -179,6 +195,12 @@ impl Default for DataSpec {
     fn default() -> Self {
         // The range of the original project's examples.
         Self {
+            source: DataSource::Brackets,
+            corpus: Vec::new(),
+            context_length: 256,
+            vocab_size: 2048,
+            tokenizer: TokenizerChoice::Bpe,
+            val_fraction: 0.1,
             task: Task::Close,
             pairs: vec!["()".into(), "【】".into(), "{}".into()],
             min_len: 2,
@@ -190,6 +212,62 @@ impl Default for DataSpec {
             stages: Vec::new(),
         }
     }
+}
+
+/// Where a run's data comes from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DataSource {
+    /// Bracket prefixes drawn from the seed (`data.pairs`, lengths, depth, samples).
+    Brackets,
+    /// Natural-language corpus files (`data.corpus`), tokenized and cut into windows.
+    Text,
+}
+
+/// `data.tokenizer`: train one on the corpus, or reuse a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum TokenizerChoice {
+    Bpe,
+    Unigram,
+    Char,
+    File(String),
+}
+
+impl From<String> for TokenizerChoice {
+    fn from(text: String) -> Self {
+        match text.as_str() {
+            "bpe" => Self::Bpe,
+            "unigram" => Self::Unigram,
+            "char" => Self::Char,
+            _ => Self::File(text),
+        }
+    }
+}
+
+impl From<TokenizerChoice> for String {
+    fn from(choice: TokenizerChoice) -> Self {
+        match choice {
+            TokenizerChoice::Bpe => "bpe".into(),
+            TokenizerChoice::Unigram => "unigram".into(),
+            TokenizerChoice::Char => "char".into(),
+            TokenizerChoice::File(path) => path,
+        }
+    }
+}
+
+/// A list key that also takes a single value (`data.corpus = "notes.txt"`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 /// What a run learns from its data.
@@ -311,8 +389,11 @@ pub struct ModelSpec {
     /// tra, gpt, ber: `gelu` or `relu` in the feed-forward blocks.
     pub activation: Activation,
     /// Positions the model can read; 0 = exactly what the data needs
-    /// (`data.max_len + eval.max_answer_len + 2`).
+    /// (`data.max_len + eval.max_answer_len + 2`, or `data.context_length` for text).
     pub max_positions: usize,
+    /// Text GPT: biases on the query, key and value projections (GPT-2 had them; the
+    /// project we grew out of trained without).
+    pub qkv_bias: bool,
     /// ber: probability of also masking each prefix bracket in training (self-supervised).
     pub mlm_prob: f64,
     /// A run directory whose best weights start this run (continued training, transfer
@@ -364,6 +445,7 @@ impl Default for ModelSpec {
             norm_first: true,
             activation: Activation::Gelu,
             max_positions: 0,
+            qkv_bias: false,
             mlm_prob: 0.0,
             init_from: String::new(),
             reset: Vec::new(),
@@ -764,7 +846,25 @@ impl Spec {
     /// Longest sequence any model reads: `input`, the prefix, `,output`, and the answer
     /// (or as many mask slots).
     pub fn positions_needed(&self) -> usize {
+        if self.is_text() {
+            return self.data.context_length;
+        }
         self.data.max_len + 2 + self.max_answer_len()
+    }
+
+    /// Token ids the model embeds and predicts: the tokenizer's `data.vocab_size` for text,
+    /// else padding, each bracket, `input`, `,output` and `,`.
+    pub fn n_tokens(&self) -> usize {
+        if self.is_text() {
+            self.data.vocab_size
+        } else {
+            2 * self.data.pairs.len() + 4
+        }
+    }
+
+    /// Does this run learn from corpus files (`data.source = "text"`)?
+    pub fn is_text(&self) -> bool {
+        self.data.source == DataSource::Text
     }
 
     /// The positional table size of attention models.

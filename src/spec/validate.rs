@@ -2,8 +2,8 @@
 //! means nothing. Each failure names the key and what is allowed.
 
 use super::{
-    Activation, Arch, EvalEvery, LossOn, Objective, PrunerKind, RuleKind, Spec, StudyStorage, Task,
-    TrainObjective,
+    Activation, Arch, EvalEvery, LossOn, Objective, PosEncoding, PrunerKind, RuleKind, Spec,
+    StudyStorage, Task, TokenizerChoice, TrainObjective,
 };
 use crate::error::UserError;
 use std::collections::HashSet;
@@ -12,7 +12,11 @@ use std::collections::HashSet;
 pub fn validate(spec: &Spec) -> Result<(), UserError> {
     check_name(&spec.experiment.name).or_else(|m| fail("experiment.name", m))?;
     positive("experiment.threads", spec.experiment.threads)?;
-    check_data(spec)?;
+    if spec.is_text() {
+        check_text(spec)?;
+    } else {
+        check_data(spec)?;
+    }
     check_model(spec)?;
     check_train(spec)?;
     check_eval_and_sweep(spec)
@@ -30,6 +34,99 @@ fn check_data(spec: &Spec) -> Result<(), UserError> {
     positive("data.val_samples", d.val_samples)?;
     positive("data.test_samples", d.test_samples)?;
     check_stages(spec)
+}
+
+/// A text run: corpus files, a tokenizer, windows the model can read, and none of the
+/// settings that only mean something for bracket answers.
+fn check_text(spec: &Spec) -> Result<(), UserError> {
+    let d = &spec.data;
+    if d.corpus.is_empty() || d.corpus.iter().any(|c| c.trim().is_empty()) {
+        return fail(
+            "data.corpus",
+            "data.source = \"text\" needs corpus files: a path or a list of paths to UTF-8 text"
+                .into(),
+        );
+    }
+    if spec.model.arch != Arch::Gpt {
+        return fail(
+            "model.arch",
+            format!(
+                "text runs train a GPT-2-style decoder: use model.arch = \"gpt\", not \"{}\"",
+                spec.model.arch.name()
+            ),
+        );
+    }
+    if d.context_length < 2 {
+        return fail(
+            "data.context_length",
+            format!("{} tokens: a window needs at least 2", d.context_length),
+        );
+    }
+    if let TokenizerChoice::File(path) = &d.tokenizer {
+        if path.trim().is_empty() || !path.ends_with(".json") {
+            return fail(
+                "data.tokenizer",
+                format!(
+                    "'{path}' is none of \"bpe\", \"unigram\", \"char\", nor the path of a \
+                     tokenizer.json to reuse"
+                ),
+            );
+        }
+    }
+    let least = match d.tokenizer {
+        TokenizerChoice::Bpe => 256 + 2,
+        _ => 3,
+    };
+    if d.vocab_size < least {
+        let why = if d.tokenizer == TokenizerChoice::Bpe {
+            "byte-level BPE starts from the 256 bytes, plus <pad> and <|endoftext|>"
+        } else {
+            "<pad>, <|endoftext|> and at least one token"
+        };
+        return fail(
+            "data.vocab_size",
+            format!("{} is too small: at least {least} ({why})", d.vocab_size),
+        );
+    }
+    if !(d.val_fraction > 0.0 && d.val_fraction < 1.0) {
+        return fail(
+            "data.val_fraction",
+            format!("{} is outside (0, 1)", d.val_fraction),
+        );
+    }
+    let refused = [
+        ("data.task", d.task != Task::Close),
+        ("data.stages", !d.stages.is_empty()),
+        ("train.loss_on", spec.train.loss_on != LossOn::Answer),
+        ("train.augment", !spec.train.augment.is_empty()),
+        ("train.rules", !spec.train.rules.is_empty()),
+        (
+            "train.objective",
+            spec.train.objective != TrainObjective::CrossEntropy,
+        ),
+    ];
+    if let Some((key, _)) = refused.iter().find(|(_, set)| *set) {
+        return fail(
+            key,
+            "applies to bracket runs; a text run always learns every next token: remove it".into(),
+        );
+    }
+    // The text GPT is GPT-2's shape, so that its export loads as GPT-2.
+    let m = &spec.model;
+    let fixed = [
+        ("model.pos_encoding", m.pos_encoding != PosEncoding::Learned),
+        ("model.norm_first", !m.norm_first),
+        ("model.activation", m.activation != Activation::Gelu),
+    ];
+    if let Some((key, _)) = fixed.iter().find(|(_, set)| *set) {
+        return fail(
+            key,
+            "the text GPT is GPT-2's shape (learned positions, pre-norm blocks, GELU), so \
+             that its export loads as GPT-2: remove it"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// Lengths and depth of a distribution (`data`, or `data.stages[i]`) that can be drawn.
@@ -127,7 +224,7 @@ fn check_train(spec: &Spec) -> Result<(), UserError> {
         );
     }
     positive("train.batch_size", t.batch_size)?;
-    if t.batch_size > spec.data.train_samples {
+    if !spec.is_text() && t.batch_size > spec.data.train_samples {
         return fail(
             "train.batch_size",
             format!(
@@ -365,6 +462,12 @@ fn check_model(spec: &Spec) -> Result<(), UserError> {
             ),
         );
     }
+    if m.qkv_bias && !spec.is_text() {
+        return fail(
+            "model.qkv_bias",
+            "applies to the text GPT (data.source = \"text\"); remove it".into(),
+        );
+    }
     if m.mlm_prob > 0.0 && m.arch != Arch::Ber {
         return fail(
             "model.mlm_prob",
@@ -408,6 +511,16 @@ fn check_model(spec: &Spec) -> Result<(), UserError> {
         positive("model.n_layers", m.n_layers)?;
     }
     let needed = spec.positions_needed();
+    if spec.is_text() && m.max_positions != 0 && m.max_positions < needed {
+        return fail(
+            "data.context_length",
+            format!(
+                "{needed} tokens do not fit the position table (model.max_positions = {}); \
+                 use a context length of at most {}, or raise model.max_positions",
+                m.max_positions, m.max_positions
+            ),
+        );
+    }
     if m.max_positions != 0 && m.max_positions < needed {
         return fail(
             "model.max_positions",

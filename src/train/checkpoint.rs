@@ -154,9 +154,8 @@ pub fn load_into(dir: &Path, spec: &Spec, device: &Device) -> Result<Loaded> {
     let state_path = dir.join(STATE_FILE);
     let state: TrainState = serde_json::from_str(&read(&state_path)?)
         .map_err(|e| damaged(&state_path, format!("is corrupt: {e}")))?;
-    let vocab = crate::data::dataset::vocab(spec);
     let model_path = dir.join(MODEL_FILE);
-    let model = crate::model::start::structure(spec, vocab.size(), device)?
+    let model = crate::model::start::structure(spec, spec.n_tokens(), device)?
         .try_load_file(&model_path)
         .map_err(|e| {
             damaged(

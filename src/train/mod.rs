@@ -52,10 +52,14 @@ pub struct MetricsRow {
     /// REINFORCE runs: the mean reward of the training batches since the previous row.
     #[serde(default)]
     pub reward: Option<f64>,
+    /// Language models: the validation perplexity, exp(val_loss) (per token of the
+    /// tokenizer for text runs); empty for answer-scored runs.
+    #[serde(default)]
+    pub val_ppl: Option<f64>,
 }
 
 pub const METRICS_HEADER: &str =
-    "step,epoch,elapsed_s,samples,train_loss,val_loss,val_token_acc,val_exact,lr,stage,reward";
+    "step,epoch,elapsed_s,samples,train_loss,val_loss,val_token_acc,val_exact,lr,stage,reward,val_ppl";
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -404,7 +408,7 @@ impl<'a> Loop<'a> {
                     .input
                     .init
                     .take()
-                    .unwrap_or_else(|| Model::init(spec, self.input.vocab.size(), device));
+                    .unwrap_or_else(|| Model::init(spec, spec.n_tokens(), device));
                 (
                     model,
                     optimiser(spec),
@@ -617,6 +621,7 @@ impl<'a> Loop<'a> {
             lr,
             stage: pos.stage,
             reward: (pos.reward_count > 0).then(|| pos.reward_sum / pos.reward_count as f64),
+            val_ppl: exact.is_none().then(|| loss.exp()),
         };
         let shown = exact.map_or("-".into(), |e| format!("{e:.4}"));
         info!(

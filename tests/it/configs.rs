@@ -9,7 +9,8 @@ fn every_config_in_configs_is_valid() {
     let mut checked = 0;
     let entries = std::fs::read_dir(&dir)
         .unwrap()
-        .chain(std::fs::read_dir(dir.join("techniques")).unwrap());
+        .chain(std::fs::read_dir(dir.join("techniques")).unwrap())
+        .chain(std::fs::read_dir(dir.join("text")).unwrap());
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "toml") {

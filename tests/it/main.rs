@@ -17,3 +17,4 @@ mod reliability;
 mod run_dir;
 mod sweep;
 mod techniques;
+mod text;

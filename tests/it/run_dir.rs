@@ -5,7 +5,7 @@ use predicates::str::contains;
 use std::path::Path;
 
 const HEADER: &str =
-    "step,epoch,elapsed_s,samples,train_loss,val_loss,val_token_acc,val_exact,lr,stage,reward";
+    "step,epoch,elapsed_s,samples,train_loss,val_loss,val_token_acc,val_exact,lr,stage,reward,val_ppl";
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
