@@ -5,18 +5,28 @@
 # bench/text-<stamp>/: report.md, the run's metrics.csv and summary.json.
 #
 #   scripts/text.sh [CONFIG] [OVERRIDES...]     # default configs/text/gpt_kjv_10min.toml (~11 min)
+#   scripts/text.sh --report RUN_DIR            # only the samples and the check, for a run
 set -euo pipefail
 cd "$(dirname "$0")/.."
-config="${1:-configs/text/gpt_kjv_10min.toml}"
-shift || true
-stamp=$(date +%Y%m%d-%H%M%S)
-out="bench/text-$stamp"
-mkdir -p "$out"
 cargo build --release --quiet
 runner=./target/release/runner
-"$runner" run "$config" experiment.out_dir="\"$out/runs\"" "$@" | tee "$out/run.txt"
-run=$(sed -n 's/^run directory: //p' "$out/run.txt")
+if [ "${1:-}" = "--report" ]; then
+    run="${2:?usage: scripts/text.sh --report RUN_DIR}"
+    out="bench/text-report-$(date +%Y%m%d-%H%M%S)"
+    mkdir -p "$out"
+    config="$run/resolved.toml"
+    set --
+else
+    config="${1:-configs/text/gpt_kjv_10min.toml}"
+    shift || true
+    out="bench/text-$(date +%Y%m%d-%H%M%S)"
+    mkdir -p "$out"
+    "$runner" run "$config" experiment.out_dir="\"$out/runs\"" "$@" | tee "$out/run.txt"
+    run=$(sed -n 's/^run directory: //p' "$out/run.txt")
+fi
 cp "$run/metrics.csv" "$run/summary.json" "$out/"
+"$runner" compare "$run" --plot "$out/curves.png" > /dev/null
+"$runner" compare "$run" --x step --plot "$out/curves_by_step.png" > /dev/null
 prompts=("And God said" "Ge2:1" "Moses")
 {
     echo "# Text mode: $config"
@@ -24,9 +34,11 @@ prompts=("And God said" "Ge2:1" "Moses")
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
     echo "command: scripts/text.sh $config $*"
     echo
-    echo '```'
-    cat "$out/run.txt"
-    echo '```'
+    if [ -f "$out/run.txt" ]; then
+        echo '```'
+        cat "$out/run.txt"
+        echo '```'
+    fi
     echo
     echo "## metrics.csv"
     echo

@@ -134,7 +134,9 @@ fn activation_bytes(spec: &Spec) -> f64 {
         let attention = m.n_heads as f64 * spec.positions_needed() as f64;
         layers * (12.0 * m.d_model as f64 + 3.0 * m.d_ff as f64 + 3.0 * attention)
     };
-    4.0 * tokens * per_token
+    // Logits, their log-softmax and its gradient: what a text vocabulary makes large.
+    let logits = 3.0 * spec.n_tokens() as f64;
+    4.0 * tokens * (per_token + logits)
 }
 
 fn dataset_bytes(spec: &Spec) -> f64 {

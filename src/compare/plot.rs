@@ -163,11 +163,11 @@ fn tick_label(v: f64) -> String {
     }
 }
 
-/// The log-scale range of the training losses, with a margin.
-fn loss_range(runs: &[(String, Vec<MetricsRow>)]) -> (f64, f64) {
+/// The log-scale range of `value` (a loss) over every run's rows, with a margin.
+fn loss_range(runs: &[(String, Vec<MetricsRow>)], value: fn(&MetricsRow) -> f64) -> (f64, f64) {
     let losses = runs
         .iter()
-        .flat_map(|(_, rows)| rows.iter().map(|r| r.train_loss))
+        .flat_map(|(_, rows)| rows.iter().map(value))
         .filter(|v| v.is_finite() && *v > 0.0);
     let (lo, hi) = losses.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
@@ -211,8 +211,42 @@ where
         .flat_map(|(_, rows)| rows.iter().map(|r| x.value(r)))
         .fold(0.0f64, f64::max)
         .max(1e-9);
-    let (lo, hi) = loss_range(runs);
-    let mut exact = ChartBuilder::on(&top)
+    let axes = (x, x_max);
+    let scored = runs
+        .iter()
+        .any(|(_, rows)| rows.iter().any(|r| r.val_exact.is_some()));
+    if scored {
+        exact_panel(&top, runs, axes)?;
+    } else {
+        // Language models and text runs have no exact match: their validation loss is the
+        // curve to watch.
+        let val = LossPanel {
+            caption: "validation loss",
+            column: "val_loss",
+            value: |r| r.val_loss,
+        };
+        val.draw(&top, runs, axes, true)?;
+    }
+    let train = LossPanel {
+        caption: "training loss",
+        column: "train_loss",
+        value: |r| r.train_loss,
+    };
+    train.draw(&bottom, runs, axes, !scored)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// Validation exact match against `x`, with the legend.
+fn exact_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    runs: &[(String, Vec<MetricsRow>)],
+    (x, x_max): (XAxis, f64),
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let mut exact = ChartBuilder::on(area)
         .caption("validation exact match", ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(36)
@@ -227,23 +261,6 @@ where
         .max_light_lines(4)
         .draw()
         .map_err(plot_err)?;
-    let mut loss = ChartBuilder::on(&bottom)
-        .caption("training loss", ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(56)
-        .build_cartesian_2d(
-            0.0..x_max,
-            (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
-        )
-        .map_err(plot_err)?;
-    loss.configure_mesh()
-        .x_desc(x.label())
-        .y_desc("train_loss")
-        .y_label_formatter(&|v| tick_label(*v))
-        .max_light_lines(4)
-        .draw()
-        .map_err(plot_err)?;
     for (i, (label, rows)) in runs.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let style = ShapeStyle::from(color).stroke_width(2);
@@ -255,22 +272,85 @@ where
             .map_err(plot_err)?
             .label(label.as_str())
             .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + 20, py)], color));
-        let points = rows
-            .iter()
-            .filter(|r| r.train_loss.is_finite() && r.train_loss > 0.0)
-            .map(|r| (x.value(r), r.train_loss));
-        loss.draw_series(LineSeries::new(points, style))
-            .map_err(plot_err)?;
     }
-    exact
+    // Exact match rises: the lower right is where the curves are not.
+    legend(&mut exact, SeriesLabelPosition::LowerRight)
+}
+
+/// A loss on a log axis against `x`.
+struct LossPanel {
+    caption: &'static str,
+    column: &'static str,
+    value: fn(&MetricsRow) -> f64,
+}
+
+impl LossPanel {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        runs: &[(String, Vec<MetricsRow>)],
+        (x, x_max): (XAxis, f64),
+        with_legend: bool,
+    ) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let (lo, hi) = loss_range(runs, self.value);
+        let mut loss = ChartBuilder::on(area)
+            .caption(self.caption, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(
+                0.0..x_max,
+                (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+            )
+            .map_err(plot_err)?;
+        loss.configure_mesh()
+            .x_desc(x.label())
+            .y_desc(self.column)
+            .y_label_formatter(&|v| tick_label(*v))
+            .max_light_lines(4)
+            .draw()
+            .map_err(plot_err)?;
+        for (i, (label, rows)) in runs.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let style = ShapeStyle::from(color).stroke_width(2);
+            let points = rows
+                .iter()
+                .map(|r| (x.value(r), (self.value)(r)))
+                .filter(|(_, v)| v.is_finite() && *v > 0.0);
+            let series = loss
+                .draw_series(LineSeries::new(points, style))
+                .map_err(plot_err)?;
+            if with_legend {
+                series
+                    .label(label.as_str())
+                    .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + 20, py)], color));
+            }
+        }
+        if with_legend {
+            legend(&mut loss, SeriesLabelPosition::UpperRight)?;
+        }
+        Ok(())
+    }
+}
+
+fn legend<'a, DB: DrawingBackend + 'a, C: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, C>,
+    position: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 16))
         .draw()
         .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
     Ok(())
 }
 

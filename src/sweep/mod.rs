@@ -193,12 +193,13 @@ fn open(mut args: SweepArgs) -> Result<Study> {
         })?;
     }
     let s = &resolved.spec;
-    if s.data.task == spec::Task::Lm && s.sweep.objective != spec::Objective::ValLoss {
+    let is_lm = s.data.task == spec::Task::Lm || s.is_text();
+    if is_lm && s.sweep.objective != spec::Objective::ValLoss {
         return Err(UserError::new(
             &origin,
             Some("sweep.objective"),
-            "a language model (data.task = \"lm\") has no exact match to reach: use \
-             objective = \"val_loss\"",
+            "a language model (data.task = \"lm\", or a text run) has no exact match to \
+             reach: use objective = \"val_loss\"",
         )
         .into());
     }

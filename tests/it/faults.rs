@@ -30,7 +30,7 @@ budget = "5min"
 "#;
 
 /// Metrics rows at the regular evaluations, without the elapsed time.
-fn regular_rows(dir: &Path) -> Vec<String> {
+pub(crate) fn regular_rows(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("metrics.csv"))
         .unwrap()
         .lines()
@@ -99,6 +99,24 @@ fn an_interrupted_curriculum_resumes_in_its_stage() {
 /// Runs `spec` in `ws` whole and interrupted-then-resumed: the same rows and weights.
 /// Returns the whole run's directory.
 fn resumes_to_the_same_metrics_and_weights(ws: &Workspace, spec: &str) -> std::path::PathBuf {
+    let (whole, cut) = interrupted_and_resumed(ws, spec, 600);
+    assert_eq!(regular_rows(&whole), regular_rows(&cut));
+    assert_eq!(last_logits(&whole), last_logits(&cut));
+    assert_eq!(
+        std::fs::read_to_string(whole.join("eval.csv")).unwrap(),
+        std::fs::read_to_string(cut.join("eval.csv")).unwrap()
+    );
+    whole
+}
+
+/// Runs `spec` (of `max_steps` steps, evaluating every 20) whole as `experiment.name=whole`,
+/// and as `cut`: interrupted with SIGINT after its third evaluation, then resumed. Returns
+/// both run directories.
+pub(crate) fn interrupted_and_resumed(
+    ws: &Workspace,
+    spec: &str,
+    max_steps: u64,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     ws.write("long.toml", spec);
     let whole = ws.run_ok("long.toml", &["experiment.name=whole"]);
 
@@ -139,7 +157,7 @@ fn resumes_to_the_same_metrics_and_weights(ws: &Workspace, spec: &str) -> std::p
     assert!(String::from_utf8_lossy(&out.stderr).contains("runner resume"));
     let summary = std::fs::read_to_string(cut.join("summary.json")).unwrap();
     assert!(summary.contains("\"interrupted\""), "{summary}");
-    if summary.contains("\"steps\": 600") {
+    if summary.contains(&format!("\"steps\": {max_steps}")) {
         panic!("the signal came too late to test anything; the run had finished");
     }
 
@@ -147,13 +165,7 @@ fn resumes_to_the_same_metrics_and_weights(ws: &Workspace, spec: &str) -> std::p
         .args(["resume", cut.to_str().unwrap()])
         .assert()
         .success();
-    assert_eq!(regular_rows(&whole), regular_rows(&cut));
-    assert_eq!(last_logits(&whole), last_logits(&cut));
-    assert_eq!(
-        std::fs::read_to_string(whole.join("eval.csv")).unwrap(),
-        std::fs::read_to_string(cut.join("eval.csv")).unwrap()
-    );
-    whole
+    (whole, cut)
 }
 
 #[test]

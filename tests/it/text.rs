@@ -288,6 +288,17 @@ fn bad_corpora_and_contexts_are_refused_before_anything_is_written() {
         .code(2)
         .stderr(contains("data.context_length"));
     ws.runner()
+        .args([
+            "run",
+            "t.toml",
+            "data.context_length=4096",
+            "data.vocab_size=50000",
+            "train.batch_size=512",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains("GiB").and(contains("train.batch_size")));
+    ws.runner()
         .args(["run", "t.toml", "model.arch=gru"])
         .assert()
         .code(2)
@@ -302,4 +313,83 @@ fn bad_corpora_and_contexts_are_refused_before_anything_is_written() {
         "a refused spec wrote {:?}",
         ws.outputs(&["t.toml", "corpus.txt"])
     );
+}
+
+/// The logits after a prompt, as `runner generate --json` prints them.
+fn first_logits(ws: &Workspace, run: &Path) -> Vec<serde_json::Value> {
+    let out = ws
+        .runner()
+        .arg("generate")
+        .arg(run)
+        .args(["--prompt", "And God", "--max-new-tokens", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    value["first_logits"].as_array().unwrap().clone()
+}
+
+#[test]
+fn an_interrupted_text_run_resumes_to_the_same_metrics_and_weights() {
+    let ws = Workspace::new();
+    ws.write("corpus.txt", &corpus());
+    let spec = spec("bpe", "")
+        .replace("max_steps = 30", "max_steps = 400")
+        .replace("eval_every = 10", "eval_every = 20")
+        .replace("n_layers = 2", "n_layers = 2\ndropout = 0.1");
+    let (whole, cut) = crate::faults::interrupted_and_resumed(&ws, &spec, 400);
+    assert_eq!(
+        crate::faults::regular_rows(&whole),
+        crate::faults::regular_rows(&cut)
+    );
+    assert_eq!(first_logits(&ws, &whole), first_logits(&ws, &cut));
+    assert_eq!(
+        std::fs::read_to_string(whole.join("tokenizer.json")).unwrap(),
+        std::fs::read_to_string(cut.join("tokenizer.json")).unwrap()
+    );
+}
+
+#[test]
+fn text_runs_sweep_and_compare() {
+    let ws = Workspace::new();
+    ws.write("corpus.txt", &corpus());
+    let study = format!(
+        "{}\n[sweep]\nsampler = \"grid\"\ntrials = 2\n[sweep.space]\n\
+         \"train.lr\" = {{ choice = [1e-3, 3e-3] }}\n",
+        spec("bpe", "").replace("max_steps = 30", "max_steps = 10")
+    );
+    ws.write("s.toml", &study);
+    ws.runner()
+        .args(["sweep", "s.toml"])
+        .assert()
+        .code(2)
+        .stderr(contains("sweep.objective"));
+    ws.write(
+        "s.toml",
+        &study.replace("trials = 2", "trials = 2\nobjective = \"val_loss\""),
+    );
+    ws.runner().args(["sweep", "s.toml"]).assert().success();
+    let out = ws
+        .runner()
+        .args(["compare", "experiments/s", "--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("0.001") && table.contains("0.003"),
+        "{table}"
+    );
+    // With no exact match to draw, the upper panel is the validation loss.
+    ws.runner()
+        .args(["compare", "experiments/s", "--plot", "curves.svg"])
+        .assert()
+        .success();
+    let svg = std::fs::read_to_string(ws.path().join("curves.svg")).unwrap();
+    assert!(svg.contains("validation loss") && svg.contains("val_loss"));
+    assert!(!svg.contains("validation exact match"));
 }
