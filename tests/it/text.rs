@@ -260,54 +260,47 @@ fn the_hf_export_lists_every_tensor_with_the_shape_of_its_config() {
     assert!(ws.path().join("st/spec.toml").is_file());
 }
 
+/// `runner run t.toml` with `overrides` exits 2 with every one of `wanted` in its stderr.
+fn refused(ws: &Workspace, overrides: &[&str], wanted: &[&str]) {
+    let out = ws
+        .runner()
+        .args(["run", "t.toml"])
+        .args(overrides)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{overrides:?}: {stderr}");
+    for w in wanted {
+        assert!(stderr.contains(w), "{overrides:?}: no '{w}' in {stderr}");
+    }
+}
+
 #[test]
 fn bad_corpora_and_contexts_are_refused_before_anything_is_written() {
     let ws = Workspace::new();
     ws.write("t.toml", &spec("bpe", ""));
     ws.write("corpus.txt", " \n");
-    ws.runner()
-        .args(["run", "t.toml"])
-        .assert()
-        .code(2)
-        .stderr(contains("data.corpus").and(contains("is empty")));
+    refused(&ws, &[], &["data.corpus", "is empty"]);
     std::fs::write(ws.path().join("corpus.txt"), b"fine\nna\xefve\n").unwrap();
-    ws.runner()
-        .args(["run", "t.toml"])
-        .assert()
-        .code(2)
-        .stderr(contains("not UTF-8").and(contains("line 2")));
-    ws.runner()
-        .args(["run", "t.toml", "data.corpus=\"missing.txt\""])
-        .assert()
-        .code(2)
-        .stderr(contains("missing.txt"));
+    refused(&ws, &[], &["not UTF-8", "line 2"]);
+    refused(&ws, &["data.corpus=\"missing.txt\""], &["missing.txt"]);
     ws.write("corpus.txt", &corpus());
-    ws.runner()
-        .args(["run", "t.toml", "model.max_positions=16"])
-        .assert()
-        .code(2)
-        .stderr(contains("data.context_length"));
-    ws.runner()
-        .args([
-            "run",
-            "t.toml",
-            "data.context_length=4096",
-            "data.vocab_size=50000",
-            "train.batch_size=512",
-        ])
-        .assert()
-        .code(2)
-        .stderr(contains("GiB").and(contains("train.batch_size")));
-    ws.runner()
-        .args(["run", "t.toml", "model.arch=gru"])
-        .assert()
-        .code(2)
-        .stderr(contains("model.arch"));
-    ws.runner()
-        .args(["run", "t.toml", "data.tokenizer=\"nope\""])
-        .assert()
-        .code(2)
-        .stderr(contains("data.tokenizer"));
+    let cases: [(&[&str], &[&str]); 4] = [
+        (&["model.max_positions=16"], &["data.context_length"]),
+        (
+            &[
+                "data.context_length=4096",
+                "data.vocab_size=50000",
+                "train.batch_size=512",
+            ],
+            &["GiB", "train.batch_size"],
+        ),
+        (&["model.arch=gru"], &["model.arch"]),
+        (&["data.tokenizer=\"nope\""], &["data.tokenizer"]),
+    ];
+    for (overrides, wanted) in cases {
+        refused(&ws, overrides, wanted);
+    }
     assert!(
         !ws.path().join("experiments").exists(),
         "a refused spec wrote {:?}",
