@@ -56,6 +56,41 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Explain {
+            run_dir,
+            prefix,
+            checkpoint,
+            samples,
+            out,
+        } => {
+            let r = crate::explain::explain(&run_dir, &prefix, checkpoint, samples, out)?;
+            println!("expected `{}`, predicted `{}`", r.expected, r.predicted);
+            println!(
+                "depth probe on {}: R² {:.4} ({} held-out positions)",
+                r.probe.layer, r.probe.r_squared, r.probe.test_positions
+            );
+            if let Some(h) = &r.matching_head {
+                println!(
+                    "{} head {} attends to the matching opener at {:.1}% of closer steps",
+                    h.layer,
+                    h.head,
+                    100.0 * h.hit_rate
+                );
+            }
+            let dir = r
+                .figures
+                .first()
+                .and_then(|f| f.parent())
+                .map(Path::to_path_buf);
+            if let Some(dir) = dir {
+                println!(
+                    "{} figures and summary.md in {}",
+                    r.figures.len(),
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
         Command::Eval(args) => evaluate(&args),
         Command::Compare {
             paths,
@@ -408,7 +443,7 @@ fn continue_string(
 
 /// Attention models read at most their positional table: refuse longer inputs by name
 /// instead of failing inside burn.
-fn check_positions(
+pub(crate) fn check_positions(
     spec: &Spec,
     examples: &[crate::data::Example],
     max_new: usize,

@@ -107,6 +107,21 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Slot::Best)]
         checkpoint: Slot,
     },
+    /// Look inside a bracket model on one prefix: attention heatmaps per layer and head,
+    /// hidden states and gates, closer probabilities, a linear probe of the nesting depth,
+    /// and which head attends to the matching opener. Writes RUN/explain/ (or --out).
+    Explain {
+        run_dir: PathBuf,
+        prefix: String,
+        #[arg(long, value_enum, default_value_t = Slot::Best)]
+        checkpoint: Slot,
+        /// Fresh examples for the head scores and the probe (half fit, half score it).
+        #[arg(long, default_value_t = crate::explain::DEFAULT_SAMPLES)]
+        samples: usize,
+        /// Directory for the figures and summary (default RUN/explain).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Score a run's best checkpoint on fresh examples or a JSONL file.
     Eval(EvalArgs),
     /// Runs side by side: differing spec keys, results, and results at equal cost.

@@ -9,6 +9,7 @@ pub mod compare;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod explain;
 pub mod limits;
 pub mod logging;
 pub mod merge;

@@ -75,11 +75,13 @@ impl XAxis {
     }
 }
 
-fn plot_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+pub(crate) fn plot_err<E: std::error::Error + Send + Sync>(
+    e: DrawingAreaErrorKind<E>,
+) -> anyhow::Error {
     anyhow!("drawing the plot: {e:?}")
 }
 
-fn register_font() {
+pub(crate) fn register_font() {
     static FONT: Once = Once::new();
     FONT.call_once(|| {
         let _ = plotters::style::register_font(
@@ -106,7 +108,7 @@ pub fn curves(runs: &[(String, Vec<MetricsRow>)], path: &Path, x: XAxis) -> Resu
 
 /// Where a figure is drawn before it is renamed into place: named like every temporary
 /// file, so that what a kill leaves is recognised and removed (`runner resume`).
-fn temporary(path: &Path) -> std::path::PathBuf {
+pub(crate) fn temporary(path: &Path) -> std::path::PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -12,10 +12,10 @@ use burn::prelude::*;
 
 #[derive(Module, Debug)]
 pub struct Ber {
-    embed: TokenEmbedding,
-    encoder: TransformerEncoder,
-    norm: LayerNorm,
-    head: Linear,
+    pub(super) embed: TokenEmbedding,
+    pub(super) encoder: TransformerEncoder,
+    pub(super) norm: LayerNorm,
+    pub(super) head: Linear,
 }
 
 impl Ber {

@@ -13,10 +13,10 @@ use burn::prelude::*;
 
 #[derive(Module, Debug)]
 pub struct Gpt {
-    embed: TokenEmbedding,
-    blocks: TransformerEncoder,
-    norm: LayerNorm,
-    head: Linear,
+    pub(super) embed: TokenEmbedding,
+    pub(super) blocks: TransformerEncoder,
+    pub(super) norm: LayerNorm,
+    pub(super) head: Linear,
 }
 
 impl Gpt {

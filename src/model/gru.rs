@@ -18,4 +18,14 @@ impl Cell for GruLayer {
     fn run(&self, x: Tensor<3>, state: Option<Tensor<2>>) -> (Tensor<3>, Tensor<2>) {
         super::recurrent::gru(self, x, state)
     }
+
+    /// z = σ(x Wz + h Uz): how much of the old state each unit keeps.
+    fn gate(&self, x: Tensor<3>, h_before: Tensor<3>) -> Tensor<3> {
+        let g = &self.update_gate;
+        burn::tensor::activation::sigmoid(
+            g.input_transform.forward(x) + g.hidden_transform.forward(h_before),
+        )
+    }
+
+    const GATE: &'static str = "update gate z";
 }

@@ -18,4 +18,17 @@ impl Cell for LstmLayer {
     fn run(&self, x: Tensor<3>, state: Option<LstmState<2>>) -> (Tensor<3>, LstmState<2>) {
         super::recurrent::lstm(self, x, state)
     }
+
+    /// f = σ(x Wf + h Uf): how much of the cell each unit keeps.
+    fn gate(&self, x: Tensor<3>, h_before: Tensor<3>) -> Tensor<3> {
+        let g = self
+            .forget_gate
+            .as_ref()
+            .expect("runner's LSTM layers are built with a forget gate");
+        burn::tensor::activation::sigmoid(
+            g.input_transform.forward(x) + g.hidden_transform.forward(h_before),
+        )
+    }
+
+    const GATE: &'static str = "forget gate f";
 }

@@ -14,6 +14,7 @@ pub mod params;
 mod recurrent;
 pub mod start;
 mod tra;
+pub mod trace;
 
 pub use ber::Ber;
 pub use decode::Decoded;

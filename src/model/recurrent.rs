@@ -23,16 +23,21 @@ pub trait Cell: Module + ModuleDisplay {
     fn init(d_in: usize, d_hidden: usize, device: &Device) -> Self;
     /// x [batch, len, d_in] -> outputs [batch, len, d_hidden] and the final state.
     fn run(&self, x: Tensor<3>, state: Option<Self::State>) -> (Tensor<3>, Self::State);
+    /// The gate `runner explain` shows (GRU: update, LSTM: forget), from the layer's input
+    /// x [batch, len, d_in] and the hidden state before each step [batch, len, d_hidden].
+    fn gate(&self, x: Tensor<3>, h_before: Tensor<3>) -> Tensor<3>;
+    /// The gate's name, for figures.
+    const GATE: &'static str;
 }
 
 /// A recurrent language model: embedding, `n_layers` stacked cells with dropout between
 /// them, and a linear head to the vocabulary.
 #[derive(Module, Debug)]
 pub struct RecurrentLm<C: Cell> {
-    embed: Embedding,
-    layers: Vec<C>,
+    pub(super) embed: Embedding,
+    pub(super) layers: Vec<C>,
     dropout: Dropout,
-    head: Linear,
+    pub(super) head: Linear,
 }
 
 impl<C: Cell> RecurrentLm<C> {

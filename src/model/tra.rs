@@ -15,12 +15,12 @@ use burn::prelude::*;
 
 #[derive(Module, Debug)]
 pub struct Tra {
-    source_embed: TokenEmbedding,
-    target_embed: TokenEmbedding,
-    encoder: TransformerEncoder,
-    decoder: TransformerDecoder,
-    norm: LayerNorm,
-    head: Linear,
+    pub(super) source_embed: TokenEmbedding,
+    pub(super) target_embed: TokenEmbedding,
+    pub(super) encoder: TransformerEncoder,
+    pub(super) decoder: TransformerDecoder,
+    pub(super) norm: LayerNorm,
+    pub(super) head: Linear,
 }
 
 impl Tra {

@@ -8,6 +8,7 @@ mod bad_input;
 mod bench;
 mod compare;
 mod configs;
+mod explain;
 mod faults;
 mod fuzz;
 mod learning;
