@@ -95,10 +95,18 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Compare {
             paths,
             plot,
+            suite_plot,
             x,
             format,
             all_keys,
-        } => compare(&paths, plot.as_deref(), x, format, all_keys),
+        } => compare(
+            &paths,
+            plot.as_deref(),
+            suite_plot.as_deref(),
+            x,
+            format,
+            all_keys,
+        ),
         Command::Predict {
             run_dir,
             prefix,
@@ -501,12 +509,13 @@ fn evaluate_suite(args: &EvalArgs) -> Result<()> {
 fn compare(
     paths: &[PathBuf],
     plot: Option<&Path>,
+    suite_plot: Option<&Path>,
     x: XAxis,
     format: Format,
     all_keys: bool,
 ) -> Result<()> {
     // A plot that cannot be written is refused before anything is printed.
-    if let Some(path) = plot {
+    for path in plot.iter().chain(&suite_plot) {
         compare::plot::check_path(path)?;
     }
     let (runs, problems) = compare::collect(paths);
@@ -525,6 +534,23 @@ fn compare(
         Format::Json => println!("{}", serde_json::to_string_pretty(&compare::rows(&runs))?),
         Format::Markdown => print!("{}", compare::render(&runs, all_keys, true)),
         Format::Table => print!("{}", compare::render(&runs, all_keys, false)),
+    }
+    if let Some(path) = suite_plot {
+        let (curves, missing) = compare::suite_curves(&runs);
+        for label in &missing {
+            eprintln!(
+                "note: {label} has no eval_suite.csv (runner eval RUN --suite): not in the plot"
+            );
+        }
+        if curves.is_empty() {
+            return Err(UserError::input(
+                "--suite-plot",
+                "none of the runs has an eval_suite.csv: run `runner eval RUN --suite` first",
+            )
+            .into());
+        }
+        compare::plot::suite(&curves, path)?;
+        eprintln!("wrote {}", path.display());
     }
     if let Some(path) = plot {
         compare::plot::compare(&runs, path, x)?;

@@ -133,6 +133,10 @@ pub enum Command {
         /// Write learning curves to a .png or .svg file.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Write exact match by answer length and by nesting depth (from each run's
+        /// `eval --suite`, all its sets pooled), one line per run, to a .png or .svg file.
+        #[arg(long)]
+        suite_plot: Option<PathBuf>,
         /// The plot's x axis.
         #[arg(long, value_enum, default_value_t = XAxis::Seconds)]
         x: XAxis,

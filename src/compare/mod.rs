@@ -175,6 +175,22 @@ fn flatten(table: &toml::Table) -> BTreeMap<String, String> {
     out
 }
 
+/// One pooled evaluation-suite curve per run that has an `eval_suite.csv`, and the labels
+/// of the runs that have none.
+pub fn suite_curves(runs: &[RunData]) -> (Vec<crate::eval::suite::SuiteCurve>, Vec<String>) {
+    let (mut curves, mut missing) = (Vec::new(), Vec::new());
+    for r in runs {
+        let path = RunPaths::new(&r.dir).eval_suite_csv();
+        match crate::eval::suite::read_curves(&path) {
+            Ok(sets) if !sets.is_empty() => {
+                curves.push(crate::eval::suite::pooled(&sets, &r.label))
+            }
+            _ => missing.push(r.label.clone()),
+        }
+    }
+    (curves, missing)
+}
+
 fn read_suite(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let Ok(mut reader) = csv::Reader::from_path(RunPaths::new(dir).eval_suite_csv()) else {

@@ -537,6 +537,101 @@ pub fn parallel(axes: &[String], lines: &[(Vec<f64>, f64)], path: &Path) -> Resu
     Ok(())
 }
 
+/// Exact match by answer length (left) and by nesting depth (right), one line per curve
+/// (a run's sets, or several runs), points where a group has examples; PNG or SVG.
+pub fn suite(curves: &[crate::eval::suite::SuiteCurve], path: &Path) -> Result<()> {
+    register_font();
+    let format = image_format(path)?;
+    let tmp = temporary(path);
+    let size = (1100, 460);
+    match format {
+        ImageFormat::Png => draw_suite(BitMapBackend::new(&tmp, size).into_drawing_area(), curves)?,
+        ImageFormat::Svg => draw_suite(SVGBackend::new(&tmp, size).into_drawing_area(), curves)?,
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing '{}'", path.display()))?;
+    Ok(())
+}
+
+type Groups = Vec<(usize, usize, usize)>;
+/// A panel of the suite figure: its area, the x axis, and which groups it draws.
+type SuitePanel<'a, DB> = (
+    &'a DrawingArea<DB, Shift>,
+    &'static str,
+    fn(&crate::eval::suite::SuiteCurve) -> &Groups,
+);
+
+fn draw_suite<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    curves: &[crate::eval::suite::SuiteCurve],
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(plot_err)?;
+    let (left, right) = root.split_horizontally(550);
+    let panels: [SuitePanel<DB>; 2] = [
+        (&left, "answer length (closers)", |c| &c.by_length),
+        (&right, "nesting depth", |c| &c.by_depth),
+    ];
+    for (area, desc, groups) in panels {
+        let x_max = curves
+            .iter()
+            .flat_map(|c| groups(c).iter().map(|g| g.0))
+            .max()
+            .unwrap_or(1) as f64
+            + 0.5;
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("exact match by {desc}"), ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.5..x_max, 0.0..1.02)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(desc)
+            .y_desc("exact match")
+            .max_light_lines(1)
+            .x_labels((x_max as usize).clamp(2, 20))
+            // Groups are whole numbers: no label between them.
+            .x_label_formatter(&|v| {
+                if v.fract().abs() < 1e-9 {
+                    format!("{v:.0}")
+                } else {
+                    String::new()
+                }
+            })
+            .draw()
+            .map_err(plot_err)?;
+        for (i, curve) in curves.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let points: Vec<(f64, f64)> = groups(curve)
+                .iter()
+                .filter(|g| g.2 > 0)
+                .map(|&(g, c, t)| (g as f64, c as f64 / t as f64))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(
+                    points.clone(),
+                    ShapeStyle::from(color).stroke_width(2),
+                ))
+                .map_err(plot_err)?
+                .label(curve.label.as_str())
+                .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + 20, py)], color));
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, color.filled())),
+                )
+                .map_err(plot_err)?;
+        }
+        legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -243,6 +243,110 @@ pub fn write(dir: &Path, results: &[SetResult], vocab: &Vocab) -> anyhow::Result
     }
     let run = crate::artifacts::RunPaths::new(dir);
     write_atomic(&run.eval_suite_csv(), &w.into_inner()?)?;
+    let curves = read_curves(&run.eval_suite_csv())?;
+    if !curves.is_empty() {
+        let plot = dir.join(SUITE_PLOT);
+        crate::compare::plot::suite(&curves, &plot)?;
+        md.push_str(&format!(
+            "![exact match by answer length and depth]({SUITE_PLOT})\n"
+        ));
+    }
     write_atomic(&run.eval_suite_md(), md.as_bytes())?;
     Ok(md)
+}
+
+/// The figure `eval --suite` draws beside eval_suite.csv.
+pub const SUITE_PLOT: &str = "eval_suite.png";
+
+/// Exact match by answer length and by nesting depth: one set's (or one run's) lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuiteCurve {
+    pub label: String,
+    /// (group, correct, total), groups ascending.
+    pub by_length: Vec<(usize, usize, usize)>,
+    pub by_depth: Vec<(usize, usize, usize)>,
+}
+
+/// The curves of each set in an `eval_suite.csv`, in the file's order.
+pub fn read_curves(path: &Path) -> anyhow::Result<Vec<SuiteCurve>> {
+    use anyhow::Context;
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading '{}'", path.display()))?;
+    let mut curves: Vec<SuiteCurve> = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let row = row.with_context(|| format!("'{}' line {}", path.display(), i + 2))?;
+        let field = |k: usize| row.get(k).unwrap_or("");
+        let number = |k: usize| field(k).parse::<usize>().ok();
+        let (Some(group), Some(correct), Some(total)) = (number(2), number(3), number(4)) else {
+            continue; // the "all" rows, which have no group
+        };
+        let set = field(0);
+        // The file lists every set by length, then every set by depth.
+        let index = match curves.iter().position(|c| c.label == set) {
+            Some(i) => i,
+            None => {
+                curves.push(SuiteCurve {
+                    label: set.to_string(),
+                    by_length: Vec::new(),
+                    by_depth: Vec::new(),
+                });
+                curves.len() - 1
+            }
+        };
+        let curve = &mut curves[index];
+        match field(1) {
+            "answer length" => curve.by_length.push((group, correct, total)),
+            "nesting depth" => curve.by_depth.push((group, correct, total)),
+            _ => {}
+        }
+    }
+    Ok(curves)
+}
+
+/// One run's sets pooled into one curve (`compare` draws one line per run).
+pub fn pooled(curves: &[SuiteCurve], label: &str) -> SuiteCurve {
+    let pool = |part: fn(&SuiteCurve) -> &Vec<(usize, usize, usize)>| {
+        let mut sums: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+        for &(g, c, t) in curves.iter().flat_map(part) {
+            let e = sums.entry(g).or_default();
+            (e.0, e.1) = (e.0 + c, e.1 + t);
+        }
+        sums.into_iter().map(|(g, (c, t))| (g, c, t)).collect()
+    };
+    SuiteCurve {
+        label: label.to_string(),
+        by_length: pool(|c| &c.by_length),
+        by_depth: pool(|c| &c.by_depth),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curves_are_read_per_set_and_pooled_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eval_suite.csv");
+        std::fs::write(
+            &path,
+            "set,breakdown,group,correct,total,exact,note\n\
+             a,all,,3,4,0.75,\n\
+             b,all,,1,2,0.5,\n\
+             a,answer length,1,2,2,1.0,\n\
+             a,answer length,2,1,2,0.5,\n\
+             b,answer length,2,1,2,0.5,\n\
+             a,nesting depth,1,3,4,0.75,\n\
+             b,nesting depth,3,1,2,0.5,\n",
+        )
+        .unwrap();
+        let curves = read_curves(&path).unwrap();
+        assert_eq!(curves.len(), 2);
+        assert_eq!(curves[0].label, "a");
+        assert_eq!(curves[0].by_length, vec![(1, 2, 2), (2, 1, 2)]);
+        assert_eq!(curves[1].by_depth, vec![(3, 1, 2)]);
+        let run = pooled(&curves, "run");
+        assert_eq!(run.by_length, vec![(1, 2, 2), (2, 2, 4)]);
+        assert_eq!(run.by_depth, vec![(1, 3, 4), (3, 1, 2)]);
+    }
 }

@@ -86,6 +86,41 @@ fn eval_suite_writes_per_set_and_breakdown_tables() {
         .assert()
         .success()
         .stdout(contains("suite: in_distribution"));
+    assert!(gpt.join("eval_suite.png").is_file());
+    assert!(std::fs::read_to_string(gpt.join("eval_suite.md"))
+        .unwrap()
+        .contains("eval_suite.png"));
+
+    // Two runs' suites side by side: one line per run; a run without one is named.
+    let gru = ws.run_ok("tiny.toml", &["experiment.name=b_gru"]);
+    ws.runner()
+        .args([
+            "compare",
+            gru.to_str().unwrap(),
+            "--suite-plot",
+            "suite.svg",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains("--suite-plot"));
+    ws.runner()
+        .args(["compare", gpt.to_str().unwrap(), gru.to_str().unwrap()])
+        .args(["--suite-plot", "suite.svg"])
+        .assert()
+        .success()
+        .stderr(contains("b_gru/").and(contains("no eval_suite.csv")));
+    ws.runner()
+        .args(["eval", gru.to_str().unwrap(), "--suite", "--samples", "50"])
+        .assert()
+        .success();
+    ws.runner()
+        .args(["compare", gpt.to_str().unwrap(), gru.to_str().unwrap()])
+        .args(["--suite-plot", "suite.svg"])
+        .assert()
+        .success();
+    let svg = std::fs::read_to_string(ws.path().join("suite.svg")).unwrap();
+    assert!(svg.contains("exact match by nesting depth"), "{svg}");
+    assert!(svg.contains("b_gru/") && svg.contains("tiny/"), "{svg}");
 }
 
 #[test]
