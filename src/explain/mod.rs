@@ -97,6 +97,7 @@ pub fn explain(
             UserError::input("--samples", "at least 4: half fit the probe, half score it").into(),
         );
     }
+    crate::limits::check_examples(spec, samples, "--samples")?;
     let vocab = dataset::vocab(spec);
     let example = example_of(prefix, &vocab)?;
     crate::app::check_positions(

@@ -29,6 +29,16 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// files written.
 pub fn export(run_dir: &Path, format: Format, out: &Path, slot: Slot) -> Result<Vec<PathBuf>> {
     let (loaded, _device) = checkpoint::load_run(run_dir, slot)?;
+    if out.exists() && !out.is_dir() {
+        return Err(UserError::input(
+            "--out",
+            format!(
+                "'{}' is a file: give a directory (created if missing)",
+                out.display()
+            ),
+        )
+        .into());
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating '{}'", out.display()))?;
     match (format, loaded.model) {
         (Format::Hf, Model::Gpt2(model)) => hf(run_dir, &loaded.spec, model, out),

@@ -140,13 +140,15 @@ fn prefixes_that_cannot_be_explained_are_refused() {
             .code(2)
             .stderr(contains(wanted));
     }
-    ws.runner()
-        .arg("explain")
-        .arg(&run)
-        .args(["((", "--samples", "2"])
-        .assert()
-        .code(2)
-        .stderr(contains("--samples"));
+    for samples in ["2", "100000000000"] {
+        ws.runner()
+            .arg("explain")
+            .arg(&run)
+            .args(["((", "--samples", samples])
+            .assert()
+            .code(2)
+            .stderr(contains("--samples"));
+    }
     assert!(
         !run.join("explain").exists(),
         "a refused explain wrote files"

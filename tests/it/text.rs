@@ -253,6 +253,13 @@ fn the_hf_export_lists_every_tensor_with_the_shape_of_its_config() {
     ws.runner()
         .arg("export")
         .arg(&bracket)
+        .args(["--format", "safetensors", "--out", "b.toml"])
+        .assert()
+        .code(2)
+        .stderr(contains("--out"));
+    ws.runner()
+        .arg("export")
+        .arg(&bracket)
         .args(["--format", "safetensors", "--out", "st"])
         .assert()
         .success();
