@@ -243,26 +243,20 @@ fn the_hf_export_lists_every_tensor_with_the_shape_of_its_config() {
     // A bracket run has no GPT-2 form, but its weights export as safetensors.
     ws.write("b.toml", crate::common::TINY);
     let bracket = ws.run_ok("b.toml", &[]);
-    ws.runner()
-        .arg("export")
-        .arg(&bracket)
-        .args(["--format", "hf", "--out", "x"])
-        .assert()
+    let export = |format: &str, out: &str| {
+        ws.runner()
+            .arg("export")
+            .arg(&bracket)
+            .args(["--format", format, "--out", out])
+            .assert()
+    };
+    export("hf", "x")
         .code(2)
         .stderr(contains("--format safetensors"));
-    ws.runner()
-        .arg("export")
-        .arg(&bracket)
-        .args(["--format", "safetensors", "--out", "b.toml"])
-        .assert()
+    export("safetensors", "b.toml")
         .code(2)
         .stderr(contains("--out"));
-    ws.runner()
-        .arg("export")
-        .arg(&bracket)
-        .args(["--format", "safetensors", "--out", "st"])
-        .assert()
-        .success();
+    export("safetensors", "st").success();
     assert!(ws.path().join("st/model.safetensors").is_file());
     assert!(ws.path().join("st/spec.toml").is_file());
 }
