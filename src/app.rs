@@ -91,6 +91,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Serve(args) => crate::serve::serve(args),
         Command::Eval(args) => evaluate(&args),
         Command::Compare {
             paths,

@@ -122,6 +122,8 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A local dashboard of runs, compares and studies (read-only): http://127.0.0.1:8080.
+    Serve(crate::serve::ServeArgs),
     /// Score a run's best checkpoint on fresh examples or a JSONL file.
     Eval(EvalArgs),
     /// Runs side by side: differing spec keys, results, and results at equal cost.

@@ -19,6 +19,7 @@ pub mod quantize;
 pub mod run;
 pub mod runs;
 pub mod score;
+pub mod serve;
 pub mod signals;
 pub mod spec;
 pub mod sweep;

@@ -13,7 +13,7 @@ pub mod sampler;
 pub mod space;
 pub mod storage;
 
-pub use report::{best_path, best_spec, show, study_report};
+pub use report::{best_path, best_spec, show, study_report, trial_values};
 
 use crate::artifacts::RunPaths;
 use crate::error::UserError;

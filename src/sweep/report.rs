@@ -493,3 +493,17 @@ fn unit_scale(xs: &[f64]) -> Vec<f64> {
         .map(|x| if hi > lo { (x - lo) / (hi - lo) } else { 0.5 })
         .collect()
 }
+
+/// Every complete trial's (number, value) and the objective, read only: what a
+/// best-so-far curve is drawn from (`runner serve`).
+pub fn trial_values(dir: &Path, storage: &StudyStorage) -> Result<(Objective, Vec<(u64, f64)>)> {
+    let (_, db) = open_existing(dir, storage)?;
+    let objective = db.objective()?;
+    let points = db
+        .trials()?
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(|t| Some((t.number, t.value.filter(|v| v.is_finite())?)))
+        .collect();
+    Ok((objective, points))
+}

@@ -16,6 +16,7 @@ mod objectives;
 mod postgres;
 mod reliability;
 mod run_dir;
+mod serve;
 mod sweep;
 mod techniques;
 mod text;
