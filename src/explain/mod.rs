@@ -123,8 +123,10 @@ pub fn explain(
         .into_iter()
         .filter(|e| crate::model::fits(spec, e, spec.max_answer_len()))
         .collect();
-    let heads = head_scores(model, &fresh, &vocab, layout, &device);
-    let (probe, points) = depth_probe(model, &fresh, &vocab, layout, &device);
+    // Each fresh example is traced once; the head scores and the probe both read it.
+    let traced = trace_all(model, &fresh, &vocab, layout, &device);
+    let heads = head_scores(&traced, &vocab, layout);
+    let (probe, points) = depth_probe(&traced, &vocab, layout);
     figures.extend(
         Scatter {
             title: &format!(
@@ -409,22 +411,40 @@ fn reads_prefix(map: &AttentionMap, layout: Layout) -> bool {
     }
 }
 
-fn head_scores(
+/// An example with its trace and the positions whose output is an answer token.
+struct Traced<'a> {
+    example: &'a Example,
+    answer_at: Vec<usize>,
+    trace: Trace,
+}
+
+fn trace_all<'a>(
     model: &Model,
-    examples: &[Example],
+    examples: &'a [Example],
     vocab: &Vocab,
     layout: Layout,
     device: &Device,
-) -> Vec<HeadScore> {
+) -> Vec<Traced<'a>> {
+    examples
+        .iter()
+        .filter_map(|e| {
+            let batch = make_batch(&[e], vocab, layout, device, None);
+            let answer_at = (0..batch.len)
+                .filter(|&t| batch.answer_ids[t] != 0)
+                .collect();
+            Some(Traced {
+                example: e,
+                answer_at,
+                trace: model.trace(&batch)?,
+            })
+        })
+        .collect()
+}
+
+fn head_scores(traced: &[Traced], vocab: &Vocab, layout: Layout) -> Vec<HeadScore> {
     let mut scores: Vec<HeadScore> = Vec::new();
-    for e in examples {
-        let batch = make_batch(&[e], vocab, layout, device, None);
-        let Some(trace) = model.trace(&batch) else {
-            continue;
-        };
-        let answer_at: Vec<usize> = (0..batch.len)
-            .filter(|&t| batch.answer_ids[t] != 0)
-            .collect();
+    for t in traced {
+        let (e, trace, answer_at) = (t.example, &t.trace, &t.answer_at);
         let openers = matching_openers(e, vocab);
         let maps = trace.attention.iter().filter(|m| reads_prefix(m, layout));
         for (m, map) in maps.enumerate() {
@@ -461,21 +481,12 @@ fn head_scores(
 /// Fits the depth probe on the first half of `examples` and scores it on the second: the
 /// representation at each prefix token (the last layer that reads the prefix) against the
 /// nesting depth after that token. Returns the report and the held-out (true, predicted).
-fn depth_probe(
-    model: &Model,
-    examples: &[Example],
-    vocab: &Vocab,
-    layout: Layout,
-    device: &Device,
-) -> (ProbeReport, Vec<(f64, f64)>) {
+fn depth_probe(traced: &[Traced], vocab: &Vocab, layout: Layout) -> (ProbeReport, Vec<(f64, f64)>) {
     let mut layer = String::new();
-    let mut collect = |part: &[Example]| {
+    let mut collect = |part: &[Traced]| {
         let (mut x, mut y) = (Vec::new(), Vec::new());
-        for e in part {
-            let batch = make_batch(&[e], vocab, layout, device, None);
-            let Some(trace) = model.trace(&batch) else {
-                continue;
-            };
+        for t in part {
+            let (e, trace) = (t.example, &t.trace);
             let side = if layout == Layout::EncoderDecoder {
                 Side::Source
             } else {
@@ -494,9 +505,9 @@ fn depth_probe(
         }
         (x, y)
     };
-    let half = examples.len() / 2;
-    let (fit_x, fit_y) = collect(&examples[..half]);
-    let (test_x, test_y) = collect(&examples[half..]);
+    let half = traced.len() / 2;
+    let (fit_x, fit_y) = collect(&traced[..half]);
+    let (test_x, test_y) = collect(&traced[half..]);
     let probe = probe::Probe::fit(&fit_x, &fit_y);
     let predicted: Vec<f64> = test_x
         .iter()
