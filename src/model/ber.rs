@@ -2,6 +2,7 @@
 //! written into mask slots after `,output`, all in one pass (non-autoregressive), and read
 //! up to the first `,`.
 
+use super::attention::{self, Masks};
 use super::decode::{self, Decoded};
 use super::embed::{encoder_blocks, TokenEmbedding};
 use crate::data::vocab::PAD;
@@ -39,9 +40,18 @@ impl Ber {
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         let pad = tokens.clone().equal_elem(PAD as i64);
         let x = self.embed.forward(tokens);
-        let x = self
-            .encoder
-            .forward(TransformerEncoderInput::new(x).mask_pad(pad));
+        let x = match self.embed.relative() {
+            None => self
+                .encoder
+                .forward(TransformerEncoderInput::new(x).mask_pad(pad)),
+            relative => {
+                let masks = Masks {
+                    pad: Some(pad),
+                    attn: None,
+                };
+                attention::encode(&self.encoder, x, &masks, relative)
+            }
+        };
         self.head.forward(self.norm.forward(x))
     }
 

@@ -1,4 +1,5 @@
-//! Token embeddings plus positions, shared by the attention models.
+//! Token embeddings plus positions, shared by the attention models. `rope` and `alibi` add
+//! nothing here (attention.rs applies them inside attention), nor does `none`.
 
 use crate::spec::{Activation, ModelSpec, PosEncoding};
 use burn::nn::activation::ActivationConfig;
@@ -11,6 +12,15 @@ use burn::prelude::*;
 pub enum Positions {
     Learned(Embedding),
     Sinusoidal(PositionalEncoding),
+    /// Nothing added to the embedding: `rope`, `alibi` (applied in attention) or `none`.
+    Elsewhere(NoTable),
+}
+
+/// No parameters: the scheme that is not a table, kept so the model knows it.
+#[derive(Module, Debug)]
+pub struct NoTable {
+    #[module(skip)]
+    pub scheme: PosEncoding,
 }
 
 #[derive(Module, Debug)]
@@ -31,6 +41,9 @@ impl TokenEmbedding {
                     .with_max_sequence_size(max_positions)
                     .init(device),
             ),
+            scheme @ (PosEncoding::Rope | PosEncoding::Alibi | PosEncoding::None) => {
+                Positions::Elsewhere(NoTable { scheme })
+            }
         };
         Self {
             tokens: EmbeddingConfig::new(n_tokens, spec.d_model).init(device),
@@ -50,6 +63,15 @@ impl TokenEmbedding {
                 x + table.forward(index) // [1, len, d_model] broadcast over the batch
             }
             Positions::Sinusoidal(encoding) => encoding.forward(x),
+            Positions::Elsewhere(_) => x,
+        }
+    }
+
+    /// The scheme attention applies itself, if any.
+    pub fn relative(&self) -> Option<super::attention::Relative> {
+        match &self.positions {
+            Positions::Elsewhere(t) => super::attention::Relative::of(t.scheme),
+            _ => None,
         }
     }
 }

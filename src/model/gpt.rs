@@ -1,6 +1,7 @@
 //! GPT-style decoder-only Transformer: causal self-attention over the whole record,
 //! next-token logits. Decoding reuses a KV cache.
 
+use super::attention::{self, Masks};
 use super::decode::{last_position, Incremental};
 use super::embed::{encoder_blocks, TokenEmbedding};
 use crate::spec::ModelSpec;
@@ -42,9 +43,18 @@ impl Gpt {
         // Right padding needs no padding mask: under the causal mask a real position never
         // sees a later (padded) one.
         let x = self.embed.forward(tokens);
-        let x = self
-            .blocks
-            .forward(TransformerEncoderInput::new(x).mask_attn(mask));
+        let x = match self.embed.relative() {
+            None => self
+                .blocks
+                .forward(TransformerEncoderInput::new(x).mask_attn(mask)),
+            relative => {
+                let masks = Masks {
+                    pad: None,
+                    attn: Some(mask),
+                };
+                attention::encode(&self.blocks, x, &masks, relative)
+            }
+        };
         self.head.forward(self.norm.forward(x))
     }
 
@@ -53,6 +63,10 @@ impl Gpt {
         tokens: Tensor<2, Int>,
         cache: &mut TransformerEncoderAutoregressiveCache,
     ) -> Tensor<2> {
+        if self.embed.relative().is_some() {
+            // burn's cache runs its own attention, without the scheme: re-read the sequence.
+            return last_position(self.forward(tokens));
+        }
         let [batch, len] = tokens.dims();
         let mask = generate_autoregressive_mask(batch, len, &tokens.device());
         let x = self.embed.forward(tokens);

@@ -2,6 +2,7 @@
 //! `generate` writes an answer after each prompt. One file per architecture; adding one
 //! means a new file, a variant here and a match arm in each method.
 
+mod attention;
 pub mod decode;
 mod embed;
 
@@ -12,6 +13,7 @@ mod gru;
 mod lstm;
 pub mod params;
 mod recurrent;
+pub mod stack;
 pub mod start;
 mod tra;
 pub mod trace;
@@ -22,6 +24,7 @@ pub use gpt::Gpt;
 pub use gpt2::Gpt2;
 pub use gru::Gru;
 pub use lstm::Lstm;
+pub use stack::Stack;
 pub use tra::Tra;
 
 use crate::data::batcher::{Batch, Layout};
@@ -39,6 +42,7 @@ pub enum Model {
     Tra(Tra),
     Gpt(Gpt),
     Ber(Ber),
+    Stack(Stack),
     /// The GPT-2-shaped decoder of text runs (`data.source = "text"`).
     Gpt2(Gpt2),
 }
@@ -57,6 +61,10 @@ impl Model {
             Arch::Tra => Model::Tra(Tra::init(m, vocab_size, positions, device)),
             Arch::Gpt => Model::Gpt(Gpt::init(m, vocab_size, positions, device)),
             Arch::Ber => Model::Ber(Ber::init(m, vocab_size, positions, device)),
+            Arch::Stack => Model::Stack(Stack::init(
+                &stack::StackShape::of(spec, vocab_size),
+                device,
+            )),
         }
     }
 
@@ -70,6 +78,7 @@ impl Model {
             Model::Gpt(m) => m.forward(tokens),
             Model::Ber(m) => m.forward(tokens),
             Model::Gpt2(m) => m.forward(tokens),
+            Model::Stack(m) => m.forward(tokens),
             Model::Tra(m) => {
                 let source = batch
                     .source
@@ -97,6 +106,7 @@ impl Model {
             Model::Tra(m) => decode::greedy(m, prompts, max_new, end, device),
             Model::Ber(m) => m.fill(prompts, max_new, mask_id(vocab), end, device),
             Model::Gpt2(m) => decode::greedy(m, prompts, max_new, end, device),
+            Model::Stack(m) => decode::greedy(m, prompts, max_new, end, device),
         }
     }
 }
@@ -120,6 +130,7 @@ impl Model {
             Model::Gpt(m) => decode::sample(m, prompts, max_new, end, temperature, rng, device),
             Model::Tra(m) => decode::sample(m, prompts, max_new, end, temperature, rng, device),
             Model::Gpt2(m) => decode::sample(m, prompts, max_new, end, temperature, rng, device),
+            Model::Stack(m) => decode::sample(m, prompts, max_new, end, temperature, rng, device),
             Model::Ber(_) => return None,
         })
     }
@@ -163,7 +174,7 @@ pub fn layout(spec: &Spec, vocab: &Vocab) -> Layout {
         };
     }
     match spec.model.arch {
-        Arch::Gru | Arch::Lstm | Arch::Gpt => Layout::NextToken {
+        Arch::Gru | Arch::Lstm | Arch::Gpt | Arch::Stack => Layout::NextToken {
             loss_on_all: spec.train.loss_on == LossOn::All,
         },
         Arch::Tra => Layout::EncoderDecoder,
@@ -175,9 +186,11 @@ pub fn layout(spec: &Spec, vocab: &Vocab) -> Layout {
     }
 }
 
-/// The longest sequence the model can read, for attention models (recurrent ones have none).
+/// The longest sequence the model can read: the positional table of attention models with
+/// one (`learned`, `sinusoidal`); recurrent models and the other schemes have none.
 pub fn position_limit(spec: &Spec) -> Option<usize> {
-    (!spec.model.arch.is_recurrent()).then(|| spec.max_positions())
+    let table = !spec.model.arch.is_recurrent() && spec.model.pos_encoding.has_table();
+    table.then(|| spec.max_positions())
 }
 
 /// Can the model read `example` with `max_new` answer tokens? Recurrent models always can.

@@ -106,7 +106,7 @@ pub fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 /// Timestep `t` of a [batch, len, d] tensor, as [batch, d].
-fn at(x: &Tensor<3>, t: usize) -> Tensor<2> {
+pub(super) fn at(x: &Tensor<3>, t: usize) -> Tensor<2> {
     let [batch, _, d] = x.dims();
     x.clone().slice([0..batch, t..t + 1, 0..d]).squeeze_dim(1)
 }

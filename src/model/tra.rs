@@ -1,6 +1,7 @@
 //! Encoder-decoder Transformer: the encoder reads `input` + prefix; the decoder starts
 //! from `,output` and writes the closers and the final `,`, attending to the encoder.
 
+use super::attention::{self, Masks};
 use super::decode::{last_position, Incremental};
 use super::embed::{encoder_blocks, TokenEmbedding};
 use crate::data::vocab::PAD;
@@ -53,26 +54,69 @@ impl Tra {
     /// source [batch, src_len], tokens [batch, len] -> logits [batch, len, vocab]
     pub fn forward(&self, source: Tensor<2, Int>, tokens: Tensor<2, Int>) -> Tensor<3> {
         let (memory, source_pad) = self.encode(source);
+        let x = self.decode(tokens, memory, Some(source_pad));
+        self.head.forward(self.norm.forward(x))
+    }
+
+    /// The decoder over `tokens` [batch, len] attending to `memory`: burn's, or replayed
+    /// with the relative scheme in its self-attention.
+    fn decode(
+        &self,
+        tokens: Tensor<2, Int>,
+        memory: Tensor<3>,
+        source_pad: Option<Tensor<2, Bool>>,
+    ) -> Tensor<3> {
         let [batch, len] = tokens.dims();
         let causal = generate_autoregressive_mask(batch, len, &tokens.device());
-        let input = TransformerDecoderInput::new(self.target_embed.forward(tokens), memory)
-            .target_mask_attn(causal)
-            .memory_mask_pad(source_pad);
-        self.head
-            .forward(self.norm.forward(self.decoder.forward(input)))
+        let x = self.target_embed.forward(tokens);
+        let Some(relative) = self.target_embed.relative() else {
+            let mut input = TransformerDecoderInput::new(x, memory).target_mask_attn(causal);
+            if let Some(pad) = source_pad {
+                input = input.memory_mask_pad(pad);
+            }
+            return self.decoder.forward(input);
+        };
+        let target = Masks {
+            pad: None,
+            attn: Some(causal),
+        };
+        let source = Masks {
+            pad: source_pad,
+            attn: None,
+        };
+        let mut x = x;
+        for layer in &self.decoder.layers {
+            x = attention::decoder_layer(layer, x, &memory, &target, &source, Some(relative)).0;
+        }
+        x
     }
 
     /// Memory [batch, src_len, d_model] and the source padding mask (true = padding).
     fn encode(&self, source: Tensor<2, Int>) -> (Tensor<3>, Tensor<2, Bool>) {
         let pad = source.clone().equal_elem(PAD as i64);
         let x = self.source_embed.forward(source);
-        let memory = self
-            .encoder
-            .forward(TransformerEncoderInput::new(x).mask_pad(pad.clone()));
+        let memory = match self.source_embed.relative() {
+            None => self
+                .encoder
+                .forward(TransformerEncoderInput::new(x).mask_pad(pad.clone())),
+            relative => {
+                let masks = Masks {
+                    pad: Some(pad.clone()),
+                    attn: None,
+                };
+                attention::encode(&self.encoder, x, &masks, relative)
+            }
+        };
         (memory, pad)
     }
 
     fn cached(&self, state: &mut TraState) -> Tensor<2> {
+        if self.target_embed.relative().is_some() {
+            // burn's cache runs its own attention, without the scheme: re-read the answer
+            // so far (prompts of one length carry no source padding).
+            let x = self.decode(state.tokens.clone(), state.memory.clone(), None);
+            return last_position(self.head.forward(self.norm.forward(x)));
+        }
         let [batch, len] = state.tokens.dims();
         let causal = generate_autoregressive_mask(batch, len, &state.tokens.device());
         let x = self.target_embed.forward(state.tokens.clone());

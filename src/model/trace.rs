@@ -5,12 +5,13 @@
 //! checks that they equal `forward`'s, so the maps are the ones the model used.
 //! Evaluation only (no dropout), one record (batch 1).
 
+use super::attention::{self, Masks, Relative};
 use super::recurrent::{Cell, RecurrentLm};
-use super::{Ber, Gpt, Model, Tra};
+use super::{Ber, Gpt, Model, Stack, Tra};
 use crate::data::batcher::Batch;
 use crate::data::vocab::PAD;
-use burn::nn::attention::{generate_autoregressive_mask, MhaInput};
-use burn::nn::transformer::{TransformerDecoderLayer, TransformerEncoder};
+use burn::nn::attention::generate_autoregressive_mask;
+use burn::nn::transformer::TransformerEncoder;
 use burn::prelude::*;
 
 /// Which sequence a map's axis or a layer's positions run over.
@@ -61,8 +62,53 @@ impl Model {
             Model::Gpt(m) => gpt(m, tokens),
             Model::Ber(m) => ber(m, tokens),
             Model::Tra(m) => tra(m, batch.source.clone()?, tokens),
+            Model::Stack(m) => stack(m, tokens),
             Model::Gpt2(_) => return None,
         })
+    }
+}
+
+/// The stack model: each lower GRU layer's state, the controller's, then the state with the
+/// stack's top (what the head reads); its "gate" is the three soft actions.
+fn stack(model: &Stack, tokens: Tensor<2, Int>) -> Trace {
+    let (x, _) = model.below(tokens.clone(), None);
+    let mut states = Vec::new();
+    if !model.lower.is_empty() {
+        // The lower layers one at a time, for their own states.
+        let mut h = model.embed.forward(tokens);
+        for (i, layer) in model.lower.iter().enumerate() {
+            h = super::recurrent::gru(layer, h, None).0;
+            states.push(values(
+                format!("layer {i}: hidden state"),
+                Side::Tokens,
+                h.clone(),
+            ));
+        }
+    }
+    let run = model.controller.run(x, None);
+    let top = model.lower.len();
+    states.push(values(
+        format!("layer {top}: controller state"),
+        Side::Tokens,
+        run.hidden.clone(),
+    ));
+    states.push(values(
+        format!("layer {top}: controller state + stack top"),
+        Side::Tokens,
+        Tensor::cat(vec![run.hidden.clone(), run.top.clone()], 2),
+    ));
+    Trace {
+        attention: Vec::new(),
+        gates: vec![values(
+            format!(
+                "layer {top}: stack actions ({})",
+                super::stack::ACTIONS.join(", ")
+            ),
+            Side::Tokens,
+            run.actions.clone(),
+        )],
+        states,
+        logits: rows(model.logits(&run)),
     }
 }
 
@@ -102,9 +148,13 @@ fn recurrent<C: Cell>(model: &RecurrentLm<C>, tokens: Tensor<2, Int>) -> Trace {
 
 fn gpt(model: &Gpt, tokens: Tensor<2, Int>) -> Trace {
     let [batch, len] = tokens.dims();
-    let mask = generate_autoregressive_mask(batch, len, &tokens.device());
+    let masks = Masks {
+        pad: None,
+        attn: Some(generate_autoregressive_mask(batch, len, &tokens.device())),
+    };
     let x = model.embed.forward(tokens);
-    let (x, attention, states) = encoder(&model.blocks, x, None, Some(mask), "layer");
+    let relative = model.embed.relative();
+    let (x, attention, states) = encoder(&model.blocks, x, &masks, relative, "layer");
     Trace {
         attention,
         states,
@@ -114,9 +164,13 @@ fn gpt(model: &Gpt, tokens: Tensor<2, Int>) -> Trace {
 }
 
 fn ber(model: &Ber, tokens: Tensor<2, Int>) -> Trace {
-    let pad = tokens.clone().equal_elem(PAD as i64);
+    let masks = Masks {
+        pad: Some(tokens.clone().equal_elem(PAD as i64)),
+        attn: None,
+    };
     let x = model.embed.forward(tokens);
-    let (x, attention, states) = encoder(&model.encoder, x, Some(pad), None, "layer");
+    let relative = model.embed.relative();
+    let (x, attention, states) = encoder(&model.encoder, x, &masks, relative, "layer");
     Trace {
         attention,
         states,
@@ -126,10 +180,14 @@ fn ber(model: &Ber, tokens: Tensor<2, Int>) -> Trace {
 }
 
 fn tra(model: &Tra, source: Tensor<2, Int>, tokens: Tensor<2, Int>) -> Trace {
-    let pad = source.clone().equal_elem(PAD as i64);
+    let source_masks = Masks {
+        pad: Some(source.clone().equal_elem(PAD as i64)),
+        attn: None,
+    };
     let x = model.source_embed.forward(source);
+    let relative = model.source_embed.relative();
     let (memory, mut attention, mut states) =
-        encoder(&model.encoder, x, Some(pad.clone()), None, "encoder layer");
+        encoder(&model.encoder, x, &source_masks, relative, "encoder layer");
     for map in &mut attention {
         map.queries = Side::Source;
         map.keys = Side::Source;
@@ -138,10 +196,14 @@ fn tra(model: &Tra, source: Tensor<2, Int>, tokens: Tensor<2, Int>) -> Trace {
         layer.side = Side::Source;
     }
     let [batch, len] = tokens.dims();
-    let causal = generate_autoregressive_mask(batch, len, &tokens.device());
+    let target_masks = Masks {
+        pad: None,
+        attn: Some(generate_autoregressive_mask(batch, len, &tokens.device())),
+    };
     let mut x = model.target_embed.forward(tokens);
     for (i, layer) in model.decoder.layers.iter().enumerate() {
-        let (out, cross) = decoder_layer(layer, x, &memory, &pad, &causal);
+        let (out, cross) =
+            attention::decoder_layer(layer, x, &memory, &target_masks, &source_masks, relative);
         attention.push(AttentionMap {
             name: format!("decoder layer {i}: cross-attention"),
             queries: Side::Tokens,
@@ -165,82 +227,31 @@ fn tra(model: &Tra, source: Tensor<2, Int>, tokens: Tensor<2, Int>) -> Trace {
 
 type EncoderTrace = (Tensor<3>, Vec<AttentionMap>, Vec<LayerValues>);
 
-/// An encoder stack one layer at a time: each layer's self-attention weights are those of
-/// its own attention on its (normed, if pre-norm) input, and its output is the layer's.
+/// An encoder stack one layer at a time through attention.rs's replay, which gives each
+/// layer's self-attention weights beside its output.
 fn encoder(
     encoder: &TransformerEncoder,
-    mut x: Tensor<3>,
-    pad: Option<Tensor<2, Bool>>,
-    mask: Option<Tensor<3, Bool>>,
+    x: Tensor<3>,
+    masks: &Masks,
+    relative: Option<Relative>,
     name: &str,
 ) -> EncoderTrace {
     let (mut maps, mut states) = (Vec::new(), Vec::new());
-    for (i, layer) in encoder.layers.iter().enumerate() {
-        let normed = if layer.norm_first {
-            layer.norm_2.forward(x.clone())
-        } else {
-            x.clone()
-        };
-        let mut input = MhaInput::self_attn(normed);
-        if let Some(p) = &pad {
-            input = input.mask_pad(p.clone());
-        }
-        if let Some(m) = &mask {
-            input = input.mask_attn(m.clone());
-        }
+    let mut last = x.clone();
+    for (i, (out, weights)) in attention::encoder(encoder, x, masks, relative)
+        .into_iter()
+        .enumerate()
+    {
         maps.push(AttentionMap {
             name: format!("{name} {i}: self-attention"),
             queries: Side::Tokens,
             keys: Side::Tokens,
-            weights: heads(layer.mha.forward(input).weights),
+            weights: heads(weights),
         });
-        x = layer.forward(x, pad.clone(), mask.clone());
-        states.push(values(format!("{name} {i}"), Side::Tokens, x.clone()));
+        states.push(values(format!("{name} {i}"), Side::Tokens, out.clone()));
+        last = out;
     }
-    (x, maps, states)
-}
-
-/// burn's decoder layer, written out (its input type hides the output's parts) with the
-/// cross-attention weights kept. Same order as `TransformerDecoderLayer::forward`.
-fn decoder_layer(
-    layer: &TransformerDecoderLayer,
-    x: Tensor<3>,
-    memory: &Tensor<3>,
-    memory_pad: &Tensor<2, Bool>,
-    causal: &Tensor<3, Bool>,
-) -> (Tensor<3>, Tensor<4>) {
-    let pre = layer.norm_first;
-    let r = if pre {
-        layer.norm_3.forward(x.clone())
-    } else {
-        x.clone()
-    };
-    let r = layer
-        .self_attn
-        .forward(MhaInput::self_attn(r).mask_attn(causal.clone()))
-        .context;
-    let mut x = x + r;
-    let r = if pre {
-        layer.norm_1.forward(x.clone())
-    } else {
-        x = layer.norm_1.forward(x);
-        x.clone()
-    };
-    let cross = layer
-        .cross_attn
-        .forward(MhaInput::new(r, memory.clone(), memory.clone()).mask_pad(memory_pad.clone()));
-    let mut x = x + cross.context;
-    let r = if pre {
-        layer.norm_2.forward(x.clone())
-    } else {
-        x = layer.norm_2.forward(x);
-        x.clone()
-    };
-    let mut x = x + layer.pwff.forward(r);
-    if !pre {
-        x = layer.norm_3.forward(x);
-    }
-    (x, cross.weights)
+    (last, maps, states)
 }
 
 /// [1, heads, q, k] -> [head][q][k].
@@ -278,16 +289,29 @@ mod tests {
     use crate::data::batcher::make_batch;
     use crate::data::dataset;
     use crate::model::{layout, Model};
-    use crate::spec::{Arch, Spec};
+    use crate::spec::{Arch, PosEncoding, Spec};
     use burn::prelude::*;
 
     #[test]
     fn a_trace_gives_forwards_logits_and_attention_rows_sum_to_one() {
         let device = Device::flex();
+        let schemes = [
+            PosEncoding::Learned,
+            PosEncoding::Rope,
+            PosEncoding::Alibi,
+            PosEncoding::None,
+        ];
         for &arch in Arch::all() {
-            for norm_first in [true, false] {
+            for (norm_first, pos) in [true, false]
+                .into_iter()
+                .flat_map(|n| schemes.map(|p| (n, p)))
+            {
+                if arch.is_recurrent() && pos != PosEncoding::Learned {
+                    continue;
+                }
                 let mut spec = Spec::default();
                 spec.model.arch = arch;
+                spec.model.pos_encoding = pos;
                 (spec.model.d_embed, spec.model.d_hidden, spec.model.d_model) = (8, 8, 8);
                 (spec.model.n_heads, spec.model.d_ff, spec.model.n_layers) = (2, 16, 2);
                 spec.model.norm_first = norm_first;
@@ -307,7 +331,7 @@ mod tests {
                     .fold(0.0f32, f32::max);
                 assert!(
                     diff < 1e-5,
-                    "{} norm_first {norm_first}: {diff}",
+                    "{} norm_first {norm_first} {pos:?}: {diff}",
                     arch.name()
                 );
                 for map in &trace.attention {
@@ -316,7 +340,11 @@ mod tests {
                         assert!((sum - 1.0).abs() < 1e-4, "{}: {sum}", map.name);
                     }
                 }
-                let layers = if arch.is_recurrent() { 2 } else { 0 };
+                let layers = match arch {
+                    Arch::Stack => 1,
+                    a if a.is_recurrent() => 2,
+                    _ => 0,
+                };
                 assert_eq!(trace.gates.len(), layers, "{}", arch.name());
                 assert!(!trace.states.is_empty());
             }

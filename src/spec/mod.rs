@@ -298,6 +298,8 @@ pub enum Arch {
     #[serde(alias = "bert")]
     #[value(alias = "bert")]
     Ber,
+    /// A GRU controller with a differentiable stack (push, pop, no-op as soft actions).
+    Stack,
 }
 
 impl Arch {
@@ -313,11 +315,13 @@ impl Arch {
             Arch::Tra => "tra",
             Arch::Gpt => "gpt",
             Arch::Ber => "ber",
+            Arch::Stack => "stack",
         }
     }
 
+    /// Reads one token at a time with a carried state, and so has no position limit.
     pub fn is_recurrent(self) -> bool {
-        matches!(self, Arch::Gru | Arch::Lstm)
+        matches!(self, Arch::Gru | Arch::Lstm | Arch::Stack)
     }
 
     /// The `model.*` keys that shape this architecture's parameters (besides the
@@ -325,6 +329,13 @@ impl Arch {
     pub fn size_keys(self) -> &'static [&'static str] {
         match self {
             Arch::Gru | Arch::Lstm => &["d_embed", "d_hidden", "n_layers"],
+            Arch::Stack => &[
+                "d_embed",
+                "d_hidden",
+                "n_layers",
+                "stack_depth",
+                "stack_width",
+            ],
             Arch::Tra => &[
                 "d_model",
                 "n_heads",
@@ -341,8 +352,28 @@ impl Arch {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PosEncoding {
+    /// A trained vector per position, added to the token's: reads at most
+    /// `model.max_positions`.
     Learned,
+    /// Fixed sines and cosines added to the token's (Vaswani et al. 2017), up to
+    /// `model.max_positions`.
     Sinusoidal,
+    /// Rotary: each head's queries and keys are rotated by their position, so scores see
+    /// only offsets (Su et al. 2021). No table: any length.
+    Rope,
+    /// A per-head penalty on each score, linear in the distance (Press et al. 2022). No
+    /// table: any length.
+    Alibi,
+    /// No position information: a causal mask still orders a GPT; ber and tra's encoder see
+    /// a bag of tokens.
+    None,
+}
+
+impl PosEncoding {
+    /// Does the scheme keep a table of positions, which caps the input length?
+    pub fn has_table(self) -> bool {
+        matches!(self, PosEncoding::Learned | PosEncoding::Sinusoidal)
+    }
 }
 
 /// The feed-forward activation of the attention models.
@@ -382,7 +413,7 @@ pub struct ModelSpec {
     /// tra: encoder and decoder layers.
     pub n_enc_layers: usize,
     pub n_dec_layers: usize,
-    /// tra, gpt, ber: `learned` or `sinusoidal` positions.
+    /// tra, gpt, ber: `learned`, `sinusoidal`, `rope`, `alibi` or `none`.
     pub pos_encoding: PosEncoding,
     /// Pre-norm blocks (more stable at small sizes and high learning rates).
     pub norm_first: bool,
@@ -391,6 +422,11 @@ pub struct ModelSpec {
     /// Positions the model can read; 0 = exactly what the data needs
     /// (`data.max_len + eval.max_answer_len + 2`, or `data.context_length` for text).
     pub max_positions: usize,
+    /// stack: slots on the soft stack; 0 = twice `data.max_depth` plus 2, so that the deeper
+    /// prefixes of `eval --suite` fit. Pushing onto a full stack drops the bottom slot.
+    pub stack_depth: usize,
+    /// stack: the width of the vector pushed onto each slot.
+    pub stack_width: usize,
     /// Text GPT: biases on the query, key and value projections (GPT-2 had them; the
     /// project we grew out of trained without).
     pub qkv_bias: bool,
@@ -445,6 +481,8 @@ impl Default for ModelSpec {
             norm_first: true,
             activation: Activation::Gelu,
             max_positions: 0,
+            stack_depth: 0,
+            stack_width: 8,
             qkv_bias: false,
             mlm_prob: 0.0,
             init_from: String::new(),
@@ -865,6 +903,14 @@ impl Spec {
     /// Does this run learn from corpus files (`data.source = "text"`)?
     pub fn is_text(&self) -> bool {
         self.data.source == DataSource::Text
+    }
+
+    /// Slots on the stack model's stack (`model.stack_depth`, 0 = automatic).
+    pub fn stack_depth(&self) -> usize {
+        match self.model.stack_depth {
+            0 => 2 * self.data.max_depth + 2,
+            n => n,
+        }
     }
 
     /// The positional table size of attention models.

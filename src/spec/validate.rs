@@ -453,15 +453,23 @@ fn check_model(spec: &Spec) -> Result<(), UserError> {
     let m = &spec.model;
     unit_interval("model.dropout", m.dropout, false)?;
     unit_interval("model.mlm_prob", m.mlm_prob, false)?;
-    if m.activation != Activation::Gelu && m.arch.is_recurrent() {
+    let attention_only = [
+        ("model.activation", m.activation != Activation::Gelu),
+        ("model.pos_encoding", m.pos_encoding != PosEncoding::Learned),
+    ];
+    if let Some((key, _)) = attention_only
+        .iter()
+        .find(|(_, set)| *set && m.arch.is_recurrent())
+    {
         return fail(
-            "model.activation",
+            key,
             format!(
                 "applies to the attention models (tra, gpt, ber), not to {}; remove it",
                 m.arch.name()
             ),
         );
     }
+    check_stack(spec)?;
     if m.qkv_bias && !spec.is_text() {
         return fail(
             "model.qkv_bias",
@@ -521,6 +529,16 @@ fn check_model(spec: &Spec) -> Result<(), UserError> {
             ),
         );
     }
+    if m.max_positions != 0 && !m.pos_encoding.has_table() {
+        return fail(
+            "model.max_positions",
+            format!(
+                "sizes a table of positions; pos_encoding = \"{}\" has none and reads any \
+                 length: remove it",
+                pos_name(m.pos_encoding)
+            ),
+        );
+    }
     if m.max_positions != 0 && m.max_positions < needed {
         return fail(
             "model.max_positions",
@@ -531,6 +549,45 @@ fn check_model(spec: &Spec) -> Result<(), UserError> {
                 spec.data.max_len,
                 spec.max_answer_len()
             ),
+        );
+    }
+    Ok(())
+}
+
+fn pos_name(p: PosEncoding) -> String {
+    toml::Value::try_from(p)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The stack model's own sizes, and only for it.
+fn check_stack(spec: &Spec) -> Result<(), UserError> {
+    let m = &spec.model;
+    let defaults = super::ModelSpec::default();
+    if m.arch != Arch::Stack {
+        let set = [
+            ("model.stack_depth", m.stack_depth != defaults.stack_depth),
+            ("model.stack_width", m.stack_width != defaults.stack_width),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+            return fail(
+                key,
+                format!(
+                    "applies to arch = \"stack\", not \"{}\"; remove it",
+                    m.arch.name()
+                ),
+            );
+        }
+        return Ok(());
+    }
+    positive("model.stack_width", m.stack_width)?;
+    if m.stack_depth == 1 {
+        return fail(
+            "model.stack_depth",
+            "1 slot cannot hold an opener beneath another: use at least 2, or 0 for twice \
+             data.max_depth plus 2"
+                .into(),
         );
     }
     Ok(())
@@ -721,6 +778,33 @@ mod tests {
                 }),
             ),
             ("model.mlm_prob", Box::new(|s| s.model.mlm_prob = 0.15)),
+            (
+                "model.pos_encoding",
+                Box::new(|s| s.model.pos_encoding = PosEncoding::Rope),
+            ),
+            (
+                "model.max_positions",
+                Box::new(|s| {
+                    s.model.arch = Arch::Gpt;
+                    s.model.pos_encoding = PosEncoding::Alibi;
+                    s.model.max_positions = 64;
+                }),
+            ),
+            ("model.stack_depth", Box::new(|s| s.model.stack_depth = 8)),
+            (
+                "model.stack_depth",
+                Box::new(|s| {
+                    s.model.arch = Arch::Stack;
+                    s.model.stack_depth = 1;
+                }),
+            ),
+            (
+                "model.stack_width",
+                Box::new(|s| {
+                    s.model.arch = Arch::Stack;
+                    s.model.stack_width = 0;
+                }),
+            ),
             (
                 "model.activation",
                 Box::new(|s| s.model.activation = Activation::Relu),

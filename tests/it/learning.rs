@@ -59,7 +59,7 @@ fn fit(
 /// it learns, greedy decoding agrees with teacher forcing (which also checks the KV cache
 /// and carried states against the full forward pass), and the best checkpoint reloads to
 /// the same predictions.
-fn learns_and_round_trips(spec: Spec, min_exact: f64) {
+fn learns_and_round_trips(spec: Spec, min_exact: f64) -> bracket_closer::model::Model {
     let dir = tempfile::tempdir().unwrap();
     let (report, test) = fit(&spec, dir.path());
     let arch = spec.model.arch.name();
@@ -103,11 +103,72 @@ fn learns_and_round_trips(spec: Spec, min_exact: f64) {
         texts(&again),
         "{arch}: reloaded predictions differ"
     );
+    loaded.model
+}
+
+/// A model without a positional table reads prefixes longer than any it trained on, and
+/// its greedy answers there agree with teacher forcing (the relative schemes' decoding
+/// re-reads the sequence rather than using burn's cache: this checks the two agree).
+fn reads_longer_prefixes(spec: &Spec, model: &bracket_closer::model::Model) {
+    let arch = spec.model.arch.name();
+    assert_eq!(bracket_closer::model::position_limit(spec), None, "{arch}");
+    let mut longer = spec.clone();
+    longer.data.min_len = spec.data.max_len + 1;
+    longer.data.max_len = 2 * spec.data.max_len;
+    let vocab = dataset::vocab(spec);
+    let examples = dataset::fresh(&longer, &vocab, 100, 7);
+    assert!(examples.iter().all(|e| e.prefix.len() > spec.data.max_len));
+    let device = Device::flex();
+    let layout = bracket_closer::model::layout(spec, &vocab);
+    let forced = eval::teacher_forced(model, &examples, &vocab, layout, &device);
+    let predictions = eval::predict(model, &examples, &vocab, spec.max_answer_len(), &device);
+    let greedy = predictions.iter().filter(|p| p.correct).count() as f64 / 100.0;
+    eprintln!(
+        "{arch} {:?}: {greedy} on longer prefixes",
+        spec.model.pos_encoding
+    );
+    assert_eq!(
+        forced.exact,
+        Some(greedy),
+        "{arch}: teacher-forced vs greedy"
+    );
 }
 
 #[test]
 fn a_small_gru_learns_the_rule() {
     learns_and_round_trips(small_spec(Arch::Gru), 0.9);
+}
+
+#[test]
+fn a_small_stack_model_learns_and_decodes_with_carried_state() {
+    let spec = small_spec(Arch::Stack);
+    let model = learns_and_round_trips(spec.clone(), 0.9);
+    reads_longer_prefixes(&spec, &model);
+}
+
+#[test]
+fn rope_and_alibi_models_read_longer_prefixes_than_they_trained_on() {
+    use bracket_closer::spec::PosEncoding;
+    let mut gpt = small_spec(Arch::Gpt);
+    gpt.model.n_layers = 2;
+    gpt.model.d_model = 32;
+    gpt.model.d_ff = 64;
+    gpt.model.pos_encoding = PosEncoding::Rope;
+    gpt.train.lr = 3e-3;
+    let mut tra = small_spec(Arch::Tra);
+    (tra.model.n_enc_layers, tra.model.n_dec_layers) = (1, 1);
+    (tra.model.d_model, tra.model.d_ff) = (32, 64);
+    tra.model.pos_encoding = PosEncoding::Alibi;
+    tra.train.lr = 3e-3;
+    let mut ber = small_spec(Arch::Ber);
+    (ber.model.n_layers, ber.model.d_model, ber.model.d_ff) = (2, 32, 64);
+    ber.model.pos_encoding = PosEncoding::Alibi;
+    ber.model.mlm_prob = 0.1;
+    ber.train.lr = 3e-3;
+    for (spec, min_exact) in [(gpt, 0.8), (tra, 0.6), (ber, 0.5)] {
+        let model = learns_and_round_trips(spec.clone(), min_exact);
+        reads_longer_prefixes(&spec, &model);
+    }
 }
 
 #[test]

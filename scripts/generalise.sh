@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The generalisation benchmark (docs/generalisation.md): did a model learn the rule, or the
+# training set? Each run trains on its config's data, then is scored on 1000 fresh examples
+# of that data and by `runner eval --suite` (1000 each: same distribution, prefixes twice
+# as long, deeper prefixes). Runs go JOBS at a time, one thread each (default 2 on this
+# 2-core machine: seconds to 99% are then those of a machine with a neighbour).
+#
+#   scripts/generalise.sh [SEEDS]                 # default 3; writes bench/generalise-<stamp>/
+#   GROUPS="best dyck4" scripts/generalise.sh 3   # some groups
+#   OUT=bench/generalise-x scripts/generalise.sh  # add to (or finish) an earlier directory
+#   scripts/generalise.sh --report DIR            # only the tables, from what DIR holds
+#
+# Groups: schemes (each *_1min config, and the attention ones under every position scheme),
+# best (configs/generalise/*.toml but Dyck-4's), dyck4 (configs/generalise/dyck4_*.toml and
+# configs/dyck4_10min.toml, scored on 1000 fresh Dyck-4 examples; no suite, whose deeper
+# set would reach depth 60).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ ${1:-} == --report ]]; then
+  python3 scripts/generalise/report.py "$2" | tee "$2/report.md"
+  exit 0
+fi
+SEEDS=${1:-3}
+GROUPS=${GROUPS:-schemes best dyck4}
+JOBS=${JOBS:-2}
+OUT=${OUT:-bench/generalise-$(date +%Y%m%d-%H%M%S)}
+cargo build --release --quiet
+RUNNER=$PWD/target/release/runner
+mkdir -p "$OUT"
+{
+  echo "date:     $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "command:  scripts/generalise.sh $SEEDS (GROUPS=$GROUPS, JOBS=$JOBS)"
+  echo "commit:   $(git rev-parse --short HEAD)"
+  echo "cpu:      $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+} >> "$OUT/machine.txt"
+
+# run NAME SUITE CONFIG [OVERRIDES...]: one run into $OUT/NAME (skipped when it finished
+# before), its 1000 fresh examples, and the suite when SUITE is "suite".
+run() {
+  local name=$1 suite=$2 config=$3
+  shift 3
+  if compgen -G "$OUT/$name/*/fresh.json" > /dev/null; then
+    return 0
+  fi
+  rm -rf "${OUT:?}/$name"
+  echo "$(date +%H:%M:%S) $name" >&2
+  "$RUNNER" run "$config" experiment.name="$name" experiment.out_dir="$OUT" experiment.threads=1 "$@" \
+    > "$OUT/$name.out" 2>> "$OUT/log.txt"
+  local dir
+  dir=$(sed -n 's/^run directory: //p' "$OUT/$name.out")
+  if [[ $suite == suite ]]; then
+    "$RUNNER" eval "$dir" --suite --samples 1000 > /dev/null 2>> "$OUT/log.txt"
+  fi
+  "$RUNNER" eval "$dir" --samples 1000 --json > "$dir/fresh.json.part" 2>> "$OUT/log.txt"
+  mv "$dir/fresh.json.part" "$dir/fresh.json"
+}
+export -f run
+export OUT RUNNER
+
+has() { [[ " $GROUPS " == *" $1 "* ]]; }
+
+# One line per run: NAME SUITE CONFIG OVERRIDES...
+jobs_list() {
+  for seed in $(seq 1 "$SEEDS"); do
+    if has schemes; then
+      for arch in gru lstm stack; do
+        echo "$arch-1min-s$seed suite configs/${arch}_1min.toml experiment.seed=$seed"
+      done
+      for arch in gpt ber tra; do
+        for pos in learned sinusoidal rope alibi none; do
+          echo "$arch-$pos-1min-s$seed suite configs/${arch}_1min.toml experiment.seed=$seed model.pos_encoding=$pos"
+        done
+      done
+    fi
+    if has best; then
+      for config in configs/generalise/*.toml; do
+        [[ $config == */dyck4_* ]] && continue
+        echo "$(basename "$config" .toml)-s$seed suite $config experiment.seed=$seed"
+      done
+    fi
+    if has dyck4; then
+      for config in configs/generalise/dyck4_*.toml configs/dyck4_10min.toml; do
+        echo "$(basename "$config" .toml)-s$seed fresh $config experiment.seed=$seed"
+      done
+    fi
+  done
+}
+
+jobs_list | xargs -P "$JOBS" -L 1 bash -c 'run "$@"' _ || echo "some runs failed: see $OUT/log.txt" >&2
+python3 scripts/generalise/report.py "$OUT" | tee "$OUT/report.md"
+echo "wrote $OUT/report.md"

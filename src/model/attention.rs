@@ -1,0 +1,395 @@
+//! burn's Transformer layers replayed one sub-layer at a time, with the same parameters,
+//! so that attention can see positions the way `rope` and `alibi` need (inside the scores,
+//! which burn's `MultiHeadAttention` does not open) and so that `runner explain` can keep
+//! each layer's attention weights. The order of operations, dropout included, follows
+//! `TransformerEncoderLayer::forward` and `TransformerDecoderLayer::forward` of burn 0.22.1;
+//! tests check that the replay without a relative scheme gives burn's own outputs.
+
+use crate::spec::PosEncoding;
+use burn::nn::attention::MultiHeadAttention;
+use burn::nn::transformer::{TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer};
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::activation::{quiet_softmax, softmax};
+
+/// A position scheme applied inside self-attention rather than added to the embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relative {
+    Rope,
+    Alibi,
+}
+
+impl Relative {
+    pub fn of(scheme: PosEncoding) -> Option<Self> {
+        match scheme {
+            PosEncoding::Rope => Some(Relative::Rope),
+            PosEncoding::Alibi => Some(Relative::Alibi),
+            _ => None,
+        }
+    }
+}
+
+/// RoPE's base wavelength, as in the paper and most models since.
+const ROPE_THETA: f64 = 10_000.0;
+
+/// Masks of one attention call: padded keys [batch, keys] and disallowed pairs
+/// [batch, queries, keys] (true = masked).
+#[derive(Clone, Default)]
+pub struct Masks {
+    pub pad: Option<Tensor<2, Bool>>,
+    pub attn: Option<Tensor<3, Bool>>,
+}
+
+/// Self-attention of `mha` over `x` [batch, len, d_model] with the scheme applied to
+/// queries and keys (rope) or scores (alibi): the context [batch, len, d_model] and the
+/// weights [batch, heads, len, len].
+pub fn self_attention(
+    mha: &MultiHeadAttention,
+    x: Tensor<3>,
+    masks: &Masks,
+    relative: Option<Relative>,
+) -> (Tensor<3>, Tensor<4>) {
+    attend(mha, x.clone(), x, masks, relative)
+}
+
+/// Attention of queries from `x` over keys and values from `memory`; a relative scheme only
+/// makes sense when both are one sequence, so cross-attention passes `None`.
+fn attend(
+    mha: &MultiHeadAttention,
+    x: Tensor<3>,
+    memory: Tensor<3>,
+    masks: &Masks,
+    relative: Option<Relative>,
+) -> (Tensor<3>, Tensor<4>) {
+    let [batch, len, d_model] = x.dims();
+    let mut q = heads(mha, x, &mha.query);
+    let mut k = heads(mha, memory.clone(), &mha.key);
+    let v = heads(mha, memory, &mha.value);
+    if relative == Some(Relative::Rope) {
+        q = rope(q);
+        k = rope(k);
+    }
+    let mut scores = q.matmul(k.transpose()).div_scalar((mha.d_k as f32).sqrt());
+    if relative == Some(Relative::Alibi) {
+        let bias = alibi(mha.n_heads, len, &scores.device());
+        scores = scores + bias;
+    }
+    if let Some(pad) = &masks.pad {
+        let [b, keys] = pad.dims();
+        scores = scores.mask_fill(pad.clone().reshape([b, 1, 1, keys]), mha.min_float);
+    }
+    if let Some(attn) = &masks.attn {
+        let [b, queries, keys] = attn.dims();
+        scores = scores.mask_fill(attn.clone().reshape([b, 1, queries, keys]), mha.min_float);
+    }
+    let weights = if mha.quiet_softmax {
+        quiet_softmax(scores, 3)
+    } else {
+        softmax(scores, 3)
+    };
+    let weights = mha.dropout.forward(weights);
+    let context = weights
+        .clone()
+        .matmul(v)
+        .swap_dims(1, 2)
+        .reshape([batch, len, d_model]);
+    (mha.output.forward(context), weights)
+}
+
+/// [batch, len, d_model] -> [batch, heads, len, d_k] through one projection.
+fn heads(mha: &MultiHeadAttention, x: Tensor<3>, linear: &Linear) -> Tensor<4> {
+    let [batch, len, _] = x.dims();
+    linear
+        .forward(x)
+        .reshape([batch, len, mha.n_heads, mha.d_k])
+        .swap_dims(1, 2)
+}
+
+/// Rotates each pair (x_i, x_{i + d/2}) of [batch, heads, len, d_k] by position × θ_i,
+/// θ_i = 10000^(−2i/d_k) (the half-split pairing of GPT-NeoX and LLaMA). Computed for the
+/// length at hand: there is no table to outgrow. An odd d_k leaves its last unit as is.
+fn rope(x: Tensor<4>) -> Tensor<4> {
+    let [batch, n_heads, len, d_k] = x.dims();
+    let half = d_k / 2;
+    if half == 0 {
+        return x;
+    }
+    let device = x.device();
+    let (cos, sin) = rope_angles(len, half, &device); // [1, 1, len, half]
+    let x1 = x.clone().slice([0..batch, 0..n_heads, 0..len, 0..half]);
+    let x2 = x
+        .clone()
+        .slice([0..batch, 0..n_heads, 0..len, half..2 * half]);
+    let mut parts = vec![
+        x1.clone() * cos.clone() - x2.clone() * sin.clone(),
+        x2 * cos + x1 * sin,
+    ];
+    if d_k % 2 == 1 {
+        parts.push(x.slice([0..batch, 0..n_heads, 0..len, d_k - 1..d_k]));
+    }
+    Tensor::cat(parts, 3)
+}
+
+fn rope_angles(len: usize, half: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+    let d_k = 2 * half;
+    let mut cos = Vec::with_capacity(len * half);
+    let mut sin = Vec::with_capacity(len * half);
+    for position in 0..len {
+        for i in 0..half {
+            let theta = ROPE_THETA.powf(-2.0 * i as f64 / d_k as f64);
+            let angle = position as f64 * theta;
+            cos.push(angle.cos() as f32);
+            sin.push(angle.sin() as f32);
+        }
+    }
+    let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, len, half]), device);
+    (table(cos), table(sin))
+}
+
+/// ALiBi's bias [1, heads, len, len]: −slope_h · |i − j|, so that a head attends less to
+/// farther tokens at a rate of its own. Symmetric, so one form serves causal models (the
+/// mask removes j > i) and bidirectional ones.
+fn alibi(n_heads: usize, len: usize, device: &Device) -> Tensor<4> {
+    let slopes = alibi_slopes(n_heads);
+    let mut bias = Vec::with_capacity(n_heads * len * len);
+    for slope in &slopes {
+        for i in 0..len {
+            for j in 0..len {
+                bias.push(-(slope * i.abs_diff(j) as f64) as f32);
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(bias, [1, n_heads, len, len]), device)
+}
+
+/// The paper's slopes: for n a power of two, 2^(−8h/n) for h = 1..n; otherwise those of the
+/// nearest lower power of two, then every other slope of the next power (its reference code).
+pub fn alibi_slopes(n_heads: usize) -> Vec<f64> {
+    fn power_of_two(n: usize) -> Vec<f64> {
+        (1..=n)
+            .map(|h| 2f64.powf(-8.0 * h as f64 / n as f64))
+            .collect()
+    }
+    if n_heads.is_power_of_two() {
+        return power_of_two(n_heads);
+    }
+    let lower = 1 << n_heads.ilog2();
+    let mut slopes = power_of_two(lower);
+    slopes.extend(
+        power_of_two(2 * lower)
+            .into_iter()
+            .step_by(2)
+            .take(n_heads - lower),
+    );
+    slopes
+}
+
+/// One encoder layer (`TransformerEncoderLayer::forward`'s order): the output and the
+/// self-attention weights.
+pub fn encoder_layer(
+    layer: &TransformerEncoderLayer,
+    x: Tensor<3>,
+    masks: &Masks,
+    relative: Option<Relative>,
+) -> (Tensor<3>, Tensor<4>) {
+    let normed = if layer.norm_first {
+        layer.norm_2.forward(x.clone())
+    } else {
+        x.clone()
+    };
+    let (context, weights) = self_attention(&layer.mha, normed, masks, relative);
+    let mut x = x + layer.dropout.forward(context);
+    let r = if layer.norm_first {
+        layer.norm_1.forward(x.clone())
+    } else {
+        x = layer.norm_1.forward(x);
+        x.clone()
+    };
+    let mut x = x + layer.dropout.forward(layer.pwff.forward(r));
+    if !layer.norm_first {
+        x = layer.norm_2.forward(x);
+    }
+    (x, weights)
+}
+
+/// Every layer's output and self-attention weights, first layer first.
+pub type Layers = Vec<(Tensor<3>, Tensor<4>)>;
+
+/// An encoder stack one layer at a time; the last output is the stack's.
+pub fn encoder(
+    encoder: &TransformerEncoder,
+    mut x: Tensor<3>,
+    masks: &Masks,
+    relative: Option<Relative>,
+) -> Layers {
+    let mut layers = Vec::with_capacity(encoder.layers.len());
+    for layer in &encoder.layers {
+        let (out, weights) = encoder_layer(layer, x, masks, relative);
+        x = out.clone();
+        layers.push((out, weights));
+    }
+    layers
+}
+
+/// The last layer's output of [`encoder`].
+pub fn encode(
+    blocks: &TransformerEncoder,
+    x: Tensor<3>,
+    masks: &Masks,
+    relative: Option<Relative>,
+) -> Tensor<3> {
+    let mut x = x;
+    for layer in &blocks.layers {
+        x = encoder_layer(layer, x, masks, relative).0;
+    }
+    x
+}
+
+/// One decoder layer (`TransformerDecoderLayer::forward`'s order): causal self-attention
+/// with the scheme, cross-attention over `memory` without it (a decoder position and an
+/// encoder position share no axis). Returns the output and the cross-attention weights.
+pub fn decoder_layer(
+    layer: &TransformerDecoderLayer,
+    x: Tensor<3>,
+    memory: &Tensor<3>,
+    target: &Masks,
+    source: &Masks,
+    relative: Option<Relative>,
+) -> (Tensor<3>, Tensor<4>) {
+    let pre = layer.norm_first;
+    let r = if pre {
+        layer.norm_3.forward(x.clone())
+    } else {
+        x.clone()
+    };
+    let (context, _) = self_attention(&layer.self_attn, r, target, relative);
+    let mut x = x + layer.dropout.forward(context);
+    let r = if pre {
+        layer.norm_1.forward(x.clone())
+    } else {
+        x = layer.norm_1.forward(x);
+        x.clone()
+    };
+    let (context, cross) = attend(&layer.cross_attn, r, memory.clone(), source, None);
+    let mut x = x + layer.dropout.forward(context);
+    let r = if pre {
+        layer.norm_2.forward(x.clone())
+    } else {
+        x = layer.norm_2.forward(x);
+        x.clone()
+    };
+    let mut x = x + layer.dropout.forward(layer.pwff.forward(r));
+    if !pre {
+        x = layer.norm_3.forward(x);
+    }
+    (x, cross)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::attention::{generate_autoregressive_mask, MhaInput};
+    use burn::nn::transformer::{
+        TransformerDecoderConfig, TransformerDecoderInput, TransformerEncoderConfig,
+        TransformerEncoderInput,
+    };
+    use burn::tensor::Distribution;
+
+    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    fn input(batch: usize, len: usize, device: &Device) -> Tensor<3> {
+        Tensor::random([batch, len, 8], Distribution::Normal(0.0, 1.0), device)
+    }
+
+    #[test]
+    fn without_a_scheme_the_replay_is_burns_encoder_and_decoder() {
+        let device = Device::flex();
+        for norm_first in [true, false] {
+            let enc = TransformerEncoderConfig::new(8, 16, 2, 2)
+                .with_norm_first(norm_first)
+                .init(&device);
+            let x = input(3, 5, &device);
+            let mask = generate_autoregressive_mask(3, 5, &device);
+            let masks = Masks {
+                pad: None,
+                attn: Some(mask.clone()),
+            };
+            let theirs = enc.forward(TransformerEncoderInput::new(x.clone()).mask_attn(mask));
+            assert!(max_diff(encode(&enc, x.clone(), &masks, None), theirs) < 1e-5);
+
+            let dec = TransformerDecoderConfig::new(8, 16, 2, 1)
+                .with_norm_first(norm_first)
+                .init(&device);
+            let memory = input(3, 4, &device);
+            let causal = generate_autoregressive_mask(3, 5, &device);
+            let theirs = dec.forward(
+                TransformerDecoderInput::new(x.clone(), memory.clone())
+                    .target_mask_attn(causal.clone()),
+            );
+            let target = Masks {
+                pad: None,
+                attn: Some(causal),
+            };
+            let (ours, cross) =
+                decoder_layer(&dec.layers[0], x, &memory, &target, &Masks::default(), None);
+            assert!(max_diff(ours, theirs) < 1e-5);
+            assert_eq!(cross.dims(), [3, 2, 5, 4]);
+        }
+    }
+
+    #[test]
+    fn rope_scores_depend_only_on_offsets() {
+        let device = Device::flex();
+        // The same query and key vector at every position: a score then depends on the
+        // offset alone, so each diagonal of the score matrix is constant.
+        let v = Tensor::<4>::random([1, 1, 1, 6], Distribution::Normal(0.0, 1.0), &device);
+        let x = v.repeat_dim(2, 9);
+        let q = rope(x.clone());
+        let scores: Vec<f32> = q.matmul(rope(x).transpose()).to_data().iter().collect();
+        for offset in 0..9 {
+            let diagonal: Vec<f32> = (offset..9).map(|i| scores[i * 9 + i - offset]).collect();
+            for s in &diagonal {
+                assert!(
+                    (s - diagonal[0]).abs() < 1e-4,
+                    "offset {offset}: {diagonal:?}"
+                );
+            }
+        }
+        // And rotation keeps lengths.
+        let norm = |t: Tensor<4>| -> f32 { t.powf_scalar(2.0).sum().into_scalar() };
+        let x = Tensor::<4>::random([2, 2, 7, 5], Distribution::Normal(0.0, 1.0), &device);
+        assert!((norm(rope(x.clone())) - norm(x)).abs() < 1e-3);
+    }
+
+    #[test]
+    fn alibi_slopes_follow_the_paper() {
+        let s = alibi_slopes(8);
+        assert!((s[0] - 0.5).abs() < 1e-12 && (s[7] - 1.0 / 256.0).abs() < 1e-12);
+        let s = alibi_slopes(6);
+        assert_eq!(s.len(), 6);
+        // Four of 2^(-8h/4), then 2^(-8h/8) for h = 1, 3.
+        assert!((s[3] - 2f64.powi(-8)).abs() < 1e-12);
+        assert!((s[4] - 2f64.powf(-1.0)).abs() < 1e-12);
+        assert!((s[5] - 2f64.powf(-3.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn alibi_attends_less_to_farther_keys_given_equal_scores() {
+        let device = Device::flex();
+        let mha = burn::nn::attention::MultiHeadAttentionConfig::new(8, 2).init(&device);
+        // Identical tokens give identical raw scores: only the bias orders the weights.
+        let x = input(1, 1, &device).repeat_dim(1, 6);
+        let (_, weights) =
+            self_attention(&mha, x.clone(), &Masks::default(), Some(Relative::Alibi));
+        let w: Vec<f32> = weights.to_data().iter().collect();
+        for head in 0..2 {
+            let row = &w[head * 36 + 5 * 6..head * 36 + 6 * 6]; // query 5
+            assert!(row.windows(2).all(|p| p[0] < p[1]), "{row:?}");
+        }
+        let (_, plain) = self_attention(&mha, x.clone(), &Masks::default(), None);
+        let theirs = mha.forward(MhaInput::self_attn(x)).weights;
+        assert!(max_diff(plain, theirs) < 1e-6);
+    }
+}
