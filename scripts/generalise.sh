@@ -6,11 +6,12 @@
 # 2-core machine: seconds to 99% are then those of a machine with a neighbour).
 #
 #   scripts/generalise.sh [SEEDS]                 # default 3; writes bench/generalise-<stamp>/
-#   GROUPS="best dyck4" scripts/generalise.sh 3   # some groups
+#   ONLY="best dyck4" scripts/generalise.sh 3   # some groups
 #   OUT=bench/generalise-x scripts/generalise.sh  # add to (or finish) an earlier directory
 #   scripts/generalise.sh --report DIR            # only the tables, from what DIR holds
 #
-# Groups: schemes (each *_1min config, and the attention ones under every position scheme),
+# Groups: schemes (each *_1min config, the attention ones under every position scheme, and the
+# stack model with a GRU controller),
 # best (configs/generalise/*.toml but Dyck-4's), dyck4 (configs/generalise/dyck4_*.toml and
 # configs/dyck4_10min.toml, scored on 1000 fresh Dyck-4 examples; no suite, whose deeper
 # set would reach depth 60).
@@ -21,7 +22,7 @@ if [[ ${1:-} == --report ]]; then
   exit 0
 fi
 SEEDS=${1:-3}
-GROUPS=${GROUPS:-schemes best dyck4}
+ONLY=${ONLY:-schemes best dyck4}
 JOBS=${JOBS:-2}
 OUT=${OUT:-bench/generalise-$(date +%Y%m%d-%H%M%S)}
 cargo build --release --quiet
@@ -29,7 +30,7 @@ RUNNER=$PWD/target/release/runner
 mkdir -p "$OUT"
 {
   echo "date:     $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "command:  scripts/generalise.sh $SEEDS (GROUPS=$GROUPS, JOBS=$JOBS)"
+  echo "command:  scripts/generalise.sh $SEEDS (ONLY=$ONLY, JOBS=$JOBS)"
   echo "commit:   $(git rev-parse --short HEAD)"
   echo "cpu:      $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 } >> "$OUT/machine.txt"
@@ -37,12 +38,13 @@ mkdir -p "$OUT"
 # run NAME SUITE CONFIG [OVERRIDES...]: one run into $OUT/NAME (skipped when it finished
 # before), its 1000 fresh examples, and the suite when SUITE is "suite".
 run() {
-  local name=$1 suite=$2 config=$3
+  set -euo pipefail
+  local name=${1:?a run name} suite=${2:?suite or fresh} config=${3:?a config}
   shift 3
   if compgen -G "$OUT/$name/*/fresh.json" > /dev/null; then
     return 0
   fi
-  rm -rf "${OUT:?}/$name"
+  rm -rf "${OUT:?}/${name:?}"
   echo "$(date +%H:%M:%S) $name" >&2
   "$RUNNER" run "$config" experiment.name="$name" experiment.out_dir="$OUT" experiment.threads=1 "$@" \
     > "$OUT/$name.out" 2>> "$OUT/log.txt"
@@ -57,7 +59,7 @@ run() {
 export -f run
 export OUT RUNNER
 
-has() { [[ " $GROUPS " == *" $1 "* ]]; }
+has() { [[ " $ONLY " == *" $1 "* ]]; }
 
 # One line per run: NAME SUITE CONFIG OVERRIDES...
 jobs_list() {
@@ -66,6 +68,7 @@ jobs_list() {
       for arch in gru lstm stack; do
         echo "$arch-1min-s$seed suite configs/${arch}_1min.toml experiment.seed=$seed"
       done
+      echo "stack-gru-1min-s$seed suite configs/stack_1min.toml experiment.seed=$seed model.stack_controller=gru"
       for arch in gpt ber tra; do
         for pos in learned sinusoidal rope alibi none; do
           echo "$arch-$pos-1min-s$seed suite configs/${arch}_1min.toml experiment.seed=$seed model.pos_encoding=$pos"
@@ -86,6 +89,6 @@ jobs_list() {
   done
 }
 
-jobs_list | xargs -P "$JOBS" -L 1 bash -c 'run "$@"' _ || echo "some runs failed: see $OUT/log.txt" >&2
+jobs_list | xargs -r -P "$JOBS" -L 1 bash -c 'run "$@"' _ || echo "some runs failed: see $OUT/log.txt" >&2
 python3 scripts/generalise/report.py "$OUT" | tee "$OUT/report.md"
 echo "wrote $OUT/report.md"

@@ -273,7 +273,16 @@ fn draw_states<'a>(trace: &'a Trace, view: &View, dir: &Path) -> Result<Vec<Path
             .iter()
             .map(|&u| layer.values.iter().map(|p| p[u]).collect())
             .collect();
-        let rows: Vec<String> = shown.iter().map(|u| format!("unit {u}")).collect();
+        let rows: Vec<String> = shown
+            .iter()
+            .map(|&u| {
+                layer
+                    .units
+                    .get(u)
+                    .cloned()
+                    .unwrap_or_else(|| format!("unit {u}"))
+            })
+            .collect();
         let range = (kind == "gate").then_some((0.0, 1.0));
         let title = if shown.len() < units {
             format!(

@@ -1,10 +1,16 @@
-//! Stack-augmented recurrent model (`model.arch = "stack"`): a GRU controller that reads the
-//! top of a differentiable stack and, at each token, pushes, pops or leaves it as it is, all
-//! three at once weighted by a softmax (Joulin & Mikolov 2015; Suzgun et al. 2019). A bracket
-//! string is a tree walked depth first, and a stack is exactly the memory that walk needs:
-//! push an opener, pop at its closer, read the top to know which closer comes next. With
-//! the stack holding what is open, the controller only has to learn the two actions, which
-//! is why such a model can close deeper and longer prefixes than it trained on.
+//! Stack-augmented model (`model.arch = "stack"`): a controller that reads the top of a
+//! differentiable stack and, at each token, pushes, pops or leaves it as it is, all three at
+//! once weighted by a softmax (Joulin & Mikolov 2015; Suzgun et al. 2019). A bracket string
+//! is a tree walked depth first, and a stack is exactly the memory that walk needs: push an
+//! opener, pop at its closer, read the top to know which closer comes next. With the stack
+//! holding what is open, the controller only has to learn the actions, which is why such a
+//! model can close deeper and longer prefixes than it trained on.
+//!
+//! The controller is a GRU cell whose input also carries the top (`stack_controller =
+//! "gru"`, as in the papers), or the same cell without a previous state (`"feedforward"`,
+//! the default). Measured (docs/generalisation.md): the recurrent one often keeps what is
+//! open in its own state instead, and then fails past the training depth like a GRU; the
+//! feed-forward one has nowhere else to keep it.
 //!
 //! The stack is `model.stack_depth` slots of `model.stack_width` values [batch, depth,
 //! width]; a push onto a full stack drops the bottom slot, so memory stays bounded.
@@ -40,8 +46,10 @@ pub struct Controller {
     pub(super) input: Linear,
     /// The stack's top slot to the gates [width, 3·d_hidden].
     pub(super) read: Linear,
-    /// The previous state to the gates [d_hidden, 3·d_hidden].
-    pub(super) hidden: Linear,
+    /// The previous state to the gates [d_hidden, 3·d_hidden]; none for a feed-forward
+    /// controller (`model.stack_controller = "feedforward"`), which sees only the token and
+    /// the top.
+    pub(super) hidden: Option<Linear>,
     /// The new state to the logits of push, pop and no-op.
     pub(super) action: Linear,
     /// The new state to the vector a push writes.
@@ -85,6 +93,8 @@ pub struct StackShape {
     pub depth: usize,
     pub width: usize,
     pub dropout: f64,
+    /// A GRU controller (its state carried from token to token), or a feed-forward one.
+    pub recurrent: bool,
 }
 
 impl StackShape {
@@ -98,6 +108,7 @@ impl StackShape {
             depth: spec.stack_depth(),
             width: m.stack_width,
             dropout: m.dropout,
+            recurrent: m.stack_controller == crate::spec::StackController::Gru,
         }
     }
 }
@@ -117,7 +128,9 @@ impl Stack {
             read: LinearConfig::new(shape.width, 3 * h)
                 .with_bias(false)
                 .init(device),
-            hidden: LinearConfig::new(h, 3 * h).init(device),
+            hidden: shape
+                .recurrent
+                .then(|| LinearConfig::new(h, 3 * h).init(device)),
             action: LinearConfig::new(h, ACTIONS.len()).init(device),
             push: LinearConfig::new(h, shape.width).init(device),
             depth: shape.depth,
@@ -188,7 +201,6 @@ impl Controller {
     pub fn run(&self, x: Tensor<3>, state: Option<(Tensor<2>, Tensor<3>)>) -> Run {
         let [batch, len, _] = x.dims();
         let device = x.device();
-        let h3 = 3 * self.d_hidden;
         let (mut h, mut stack) = state.unwrap_or_else(|| {
             (
                 Tensor::zeros([batch, self.d_hidden], &device),
@@ -207,8 +219,11 @@ impl Controller {
                 .slice([0..batch, 0..1, 0..self.width])
                 .reshape([batch, self.width]);
             let g = at(&gx, t) + self.read.forward(read);
-            let gh = self.hidden.forward(h.clone());
-            h = self.cell(g, gh, h, batch, h3);
+            let previous = self
+                .hidden
+                .as_ref()
+                .map(|u| (u.forward(h.clone()), h.clone()));
+            h = self.cell(g, previous);
             let a = softmax(self.action.forward(h.clone()), 1); // [batch, 3]
             let v = tanh(self.push.forward(h.clone())); // [batch, width]
             stack = update(stack, a.clone(), v);
@@ -230,22 +245,26 @@ impl Controller {
         }
     }
 
-    /// z = σ(g_z + gh_z), r = σ(g_r + gh_r), n = tanh(g_n + r ⊙ gh_n), h' = n + z ⊙ (h − n).
-    fn cell(
-        &self,
-        g: Tensor<2>,
-        gh: Tensor<2>,
-        h: Tensor<2>,
-        batch: usize,
-        h3: usize,
-    ) -> Tensor<2> {
+    /// z = σ(g_z + gh_z), r = σ(g_r + gh_r), n = tanh(g_n + r ⊙ gh_n), h' = n + z ⊙ (h − n),
+    /// with gh = h·U + b the previous state's part. Without one (feed-forward) h = 0 and
+    /// gh = 0, so h' = (1 − z) ⊙ tanh(g_n): a gated layer over the token and the top.
+    fn cell(&self, g: Tensor<2>, previous: Option<(Tensor<2>, Tensor<2>)>) -> Tensor<2> {
+        let [batch, _] = g.dims();
         let d = self.d_hidden;
         let part = |t: &Tensor<2>, k: usize| t.clone().slice([0..batch, k * d..(k + 1) * d]);
-        debug_assert_eq!(g.dims()[1], h3);
-        let z = sigmoid(part(&g, 0) + part(&gh, 0));
-        let r = sigmoid(part(&g, 1) + part(&gh, 1));
-        let n = tanh(part(&g, 2) + r * part(&gh, 2));
-        n.clone() + z * (h - n)
+        match previous {
+            Some((gh, h)) => {
+                let z = sigmoid(part(&g, 0) + part(&gh, 0));
+                let r = sigmoid(part(&g, 1) + part(&gh, 1));
+                let n = tanh(part(&g, 2) + r * part(&gh, 2));
+                n.clone() + z * (h - n)
+            }
+            None => {
+                let z = sigmoid(part(&g, 0));
+                let n = tanh(part(&g, 2));
+                n.clone() - z * n
+            }
+        }
     }
 }
 
@@ -308,6 +327,7 @@ mod tests {
             depth,
             width: 3,
             dropout: 0.0,
+            recurrent: true,
         }
     }
 
@@ -359,9 +379,36 @@ mod tests {
     }
 
     #[test]
+    fn a_feed_forward_controller_has_no_recurrent_weights() {
+        let device = Device::flex();
+        let ff = Stack::init(
+            &StackShape {
+                recurrent: false,
+                ..shape(4)
+            },
+            &device,
+        );
+        let gru = Stack::init(&shape(4), &device);
+        assert!(ff.controller.hidden.is_none() && gru.controller.hidden.is_some());
+        assert_eq!(gru.num_params() - ff.num_params(), 6 * 18 + 18);
+    }
+
+    #[test]
     fn carried_state_continues_the_sequence_exactly() {
         let device = Device::flex();
-        let model = Stack::init(&shape(5), &device);
+        for recurrent in [true, false] {
+            carries_state(Stack::init(
+                &StackShape {
+                    recurrent,
+                    ..shape(5)
+                },
+                &device,
+            ));
+        }
+    }
+
+    fn carries_state(model: Stack) {
+        let device = Device::flex();
         let ids: Vec<i64> = vec![1, 2, 3, 2, 4, 5, 1, 6, 2];
         let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [1, 9]), &device);
         let whole = model.forward(tokens.clone());

@@ -38,6 +38,8 @@ pub struct LayerValues {
     pub name: String,
     pub side: Side,
     pub values: Vec<Vec<f32>>,
+    /// Names of the units when they have one (the stack's actions); empty otherwise.
+    pub units: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +274,7 @@ fn values(name: String, side: Side, x: Tensor<3>) -> LayerValues {
         name,
         side,
         values: rows(x),
+        units: Vec::new(),
     }
 }
 

@@ -335,6 +335,7 @@ impl Arch {
                 "n_layers",
                 "stack_depth",
                 "stack_width",
+                "stack_controller",
             ],
             Arch::Tra => &[
                 "d_model",
@@ -374,6 +375,14 @@ impl PosEncoding {
     pub fn has_table(self) -> bool {
         matches!(self, PosEncoding::Learned | PosEncoding::Sinusoidal)
     }
+}
+
+/// The stack model's controller.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StackController {
+    Feedforward,
+    Gru,
 }
 
 /// The feed-forward activation of the attention models.
@@ -427,6 +436,10 @@ pub struct ModelSpec {
     pub stack_depth: usize,
     /// stack: the width of the vector pushed onto each slot.
     pub stack_width: usize,
+    /// stack: `feedforward` (the controller sees the token and the stack's top, nothing
+    /// else: whatever is open must be kept on the stack) or `gru` (a recurrent controller,
+    /// as in the papers, which can also keep it in its own state).
+    pub stack_controller: StackController,
     /// Text GPT: biases on the query, key and value projections (GPT-2 had them; the
     /// project we grew out of trained without).
     pub qkv_bias: bool,
@@ -483,6 +496,7 @@ impl Default for ModelSpec {
             max_positions: 0,
             stack_depth: 0,
             stack_width: 8,
+            stack_controller: StackController::Feedforward,
             qkv_bias: false,
             mlm_prob: 0.0,
             init_from: String::new(),

@@ -569,6 +569,10 @@ fn check_stack(spec: &Spec) -> Result<(), UserError> {
         let set = [
             ("model.stack_depth", m.stack_depth != defaults.stack_depth),
             ("model.stack_width", m.stack_width != defaults.stack_width),
+            (
+                "model.stack_controller",
+                m.stack_controller != defaults.stack_controller,
+            ),
         ];
         if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
             return fail(

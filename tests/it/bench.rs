@@ -27,6 +27,21 @@ fn bench_measures_an_architecture_and_writes_its_csv() {
     ));
     assert_eq!(text.lines().count(), 2);
     assert!(text.lines().nth(1).unwrap().contains(",bucketed,"));
+    // The sixth architecture is measured the same way.
+    ws.runner()
+        .args([
+            "bench",
+            "--arch",
+            "stack",
+            "--windows",
+            "1",
+            "--window-steps",
+            "2",
+        ])
+        .args(["--out", "s"])
+        .assert()
+        .success()
+        .stdout(contains("stack"));
     ws.runner()
         .args(["bench", "--arch", "rnn"])
         .assert()

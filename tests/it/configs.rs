@@ -10,7 +10,8 @@ fn every_config_in_configs_is_valid() {
     let entries = std::fs::read_dir(&dir)
         .unwrap()
         .chain(std::fs::read_dir(dir.join("techniques")).unwrap())
-        .chain(std::fs::read_dir(dir.join("text")).unwrap());
+        .chain(std::fs::read_dir(dir.join("text")).unwrap())
+        .chain(std::fs::read_dir(dir.join("generalise")).unwrap());
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "toml") {

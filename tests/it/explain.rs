@@ -49,16 +49,27 @@ fn every_architecture_writes_its_figures_and_summary() {
     let ws = Workspace::new();
     ws.write("s.toml", SMALL);
     // attention maps (layers x heads), state figures, gate figures
-    for (arch, maps, states, gates) in [
-        ("gru", 0, 1, 1),
-        ("lstm", 0, 1, 1),
-        ("gpt", 2, 1, 0),
-        ("ber", 2, 1, 0),
+    for (arch, pos, maps, states, gates) in [
+        ("gru", "learned", 0, 1, 1),
+        ("lstm", "learned", 0, 1, 1),
+        // the controller's state, then it with the stack's top; the actions as its gate
+        ("stack", "learned", 0, 2, 1),
+        ("gpt", "learned", 2, 1, 0),
+        ("gpt", "alibi", 2, 1, 0),
+        ("ber", "rope", 2, 1, 0),
         // one encoder layer's self-attention and one decoder layer's cross-attention
-        ("tra", 4, 2, 0),
+        ("tra", "learned", 4, 2, 0),
     ] {
-        let name = format!("experiment.name={arch}");
-        let run = ws.run_ok("s.toml", &[&format!("model.arch={arch}"), &name]);
+        let name = format!("experiment.name={arch}-{pos}");
+        let arch_key = format!("model.arch={arch}");
+        let run = if pos == "learned" {
+            ws.run_ok("s.toml", &[&arch_key, &name])
+        } else {
+            ws.run_ok(
+                "s.toml",
+                &[&arch_key, &name, &format!("model.pos_encoding={pos}")],
+            )
+        };
         explain(&ws, &run, "【{(()");
         let dir = run.join("explain");
         let count = |start: &str, ext: &str| {
@@ -92,6 +103,10 @@ fn every_architecture_writes_its_figures_and_summary() {
         assert!(md.contains("Depth probe"), "{arch}");
         if maps > 0 {
             assert!(md.contains("matching opener"), "{arch}: {md}");
+        }
+        if arch == "stack" {
+            let svg = std::fs::read_to_string(dir.join("gate_0.svg")).unwrap();
+            assert!(svg.contains("push") && svg.contains("no-op"), "{svg}");
         }
     }
 }
