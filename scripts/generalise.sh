@@ -11,7 +11,8 @@
 #   scripts/generalise.sh --report DIR            # only the tables, from what DIR holds
 #
 # Groups: schemes (each *_1min config, the attention ones under every position scheme, and the
-# stack model with a GRU controller),
+# stack model with a GRU controller; step-based, STEPS_<arch> steps, so that the table does
+# not depend on the machine's speed or on the neighbouring run),
 # best (configs/generalise/*.toml but Dyck-4's), dyck4 (configs/generalise/dyck4_*.toml and
 # configs/dyck4_10min.toml, scored on 1000 fresh Dyck-4 examples; no suite, whose deeper
 # set would reach depth 60).
@@ -61,17 +62,28 @@ export OUT RUNNER
 
 has() { [[ " $ONLY " == *" $1 "* ]]; }
 
+# Steps per architecture in the schemes group: about what each *_1min config trains in its
+# minute alone on this machine, and the same for every scheme of one architecture.
+declare -A STEPS=([gru]=2000 [lstm]=1500 [stack]=2000 [gpt]=1200 [tra]=4000 [ber]=3000)
+# tra_1min and ber_1min anneal over their first 30 s (train.decay_over): step-based, the decay
+# runs over the steps instead.
+steps() {
+  local decay=""
+  [[ $1 == tra || $1 == ber ]] && decay=" train.decay_over="
+  echo "train.max_steps=${STEPS[$1]} train.eval_every=50 train.budget=10min$decay"
+}
+
 # One line per run: NAME SUITE CONFIG OVERRIDES...
 jobs_list() {
   for seed in $(seq 1 "$SEEDS"); do
     if has schemes; then
       for arch in gru lstm stack; do
-        echo "$arch-1min-s$seed suite configs/${arch}_1min.toml experiment.seed=$seed"
+        echo "$arch-s$seed suite configs/${arch}_1min.toml experiment.seed=$seed $(steps $arch)"
       done
-      echo "stack-gru-1min-s$seed suite configs/stack_1min.toml experiment.seed=$seed model.stack_controller=gru"
+      echo "stack-gru-s$seed suite configs/stack_1min.toml experiment.seed=$seed $(steps stack) model.stack_controller=gru"
       for arch in gpt ber tra; do
         for pos in learned sinusoidal rope alibi none; do
-          echo "$arch-$pos-1min-s$seed suite configs/${arch}_1min.toml experiment.seed=$seed model.pos_encoding=$pos"
+          echo "$arch-$pos-s$seed suite configs/${arch}_1min.toml experiment.seed=$seed $(steps $arch) model.pos_encoding=$pos"
         done
       done
     fi

@@ -231,18 +231,17 @@ pub fn encoder(
     layers
 }
 
-/// The last layer's output of [`encoder`].
+/// The last layer's output of [`encoder`] (`x` itself for an empty stack).
 pub fn encode(
     blocks: &TransformerEncoder,
     x: Tensor<3>,
     masks: &Masks,
     relative: Option<Relative>,
 ) -> Tensor<3> {
-    let mut x = x;
-    for layer in &blocks.layers {
-        x = encoder_layer(layer, x, masks, relative).0;
-    }
-    x
+    blocks
+        .layers
+        .iter()
+        .fold(x, |x, layer| encoder_layer(layer, x, masks, relative).0)
 }
 
 /// One decoder layer (`TransformerDecoderLayer::forward`'s order): causal self-attention

@@ -101,14 +101,14 @@ fn stack(model: &Stack, tokens: Tensor<2, Int>) -> Trace {
     ));
     Trace {
         attention: Vec::new(),
-        gates: vec![values(
-            format!(
-                "layer {top}: stack actions ({})",
-                super::stack::ACTIONS.join(", ")
-            ),
-            Side::Tokens,
-            run.actions.clone(),
-        )],
+        gates: vec![LayerValues {
+            units: super::stack::ACTIONS.map(String::from).to_vec(),
+            ..values(
+                format!("layer {top}: stack actions"),
+                Side::Tokens,
+                run.actions.clone(),
+            )
+        }],
         states,
         logits: rows(model.logits(&run)),
     }
