@@ -18,8 +18,15 @@
 # set would reach depth 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The run directories (checkpoints, datasets: ~1.6 GB for 3 seeds) stay out of git; the
+# tables and one row per run go to bench/<dir>.md and bench/<dir>.csv.
+report() {
+  python3 scripts/generalise/report.py "$1" | tee "$1/report.md" > "$1.md"
+  python3 scripts/generalise/report.py "$1" --csv > "$1.csv"
+  cat "$1.md"
+}
 if [[ ${1:-} == --report ]]; then
-  python3 scripts/generalise/report.py "$2" | tee "$2/report.md"
+  report "${2%/}"
   exit 0
 fi
 SEEDS=${1:-3}
@@ -90,7 +97,7 @@ jobs_list() {
     if has best; then
       for config in configs/generalise/*.toml; do
         [[ $config == */dyck4_* ]] && continue
-        echo "$(basename "$config" .toml)-s$seed suite $config experiment.seed=$seed"
+        echo "best-$(basename "$config" .toml)-s$seed suite $config experiment.seed=$seed"
       done
     fi
     if has dyck4; then
@@ -102,5 +109,5 @@ jobs_list() {
 }
 
 jobs_list | xargs -r -P "$JOBS" -L 1 bash -c 'run "$@"' _ || echo "some runs failed: see $OUT/log.txt" >&2
-python3 scripts/generalise/report.py "$OUT" | tee "$OUT/report.md"
-echo "wrote $OUT/report.md"
+report "${OUT%/}"
+echo "wrote ${OUT%/}.md and ${OUT%/}.csv"

@@ -1,6 +1,7 @@
 """The generalisation benchmark's tables (docs/generalisation.md), from scripts/generalise.sh.
 
-Usage: report.py DIR   (DIR holds <condition>-s<seed>/<run-id>/ run directories)
+Usage: report.py DIR         (DIR holds <condition>-s<seed>/<run-id>/ run directories)
+       report.py DIR --csv   one row per run instead (what bench/generalise-*.csv keep)
 
 Per condition (the run name without its seed), the median and range over seeds of: exact
 match on 1000 fresh examples of the run's own data, the suite's longer and deeper sets,
@@ -81,6 +82,18 @@ COLUMNS = [
 ]
 
 
+def per_run_csv(root):
+    keys = ["fresh", "longer", "deeper", "secs99", "steps99", "steps", "wall", "params"]
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["condition", "seed"] + keys)
+    for out in sorted(root.glob("*/*/fresh.json")):
+        run = out.parent
+        name = run.parent.name
+        condition, seed = re.match(r"(.*)-s(\d+)$", name).groups()
+        row = read_run(run)
+        writer.writerow([condition, seed] + ["" if row[k] is None else row[k] for k in keys])
+
+
 def main(root):
     runs = defaultdict(list)
     for out in sorted(root.glob("*/*/fresh.json")):
@@ -100,4 +113,7 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if "--csv" in sys.argv[2:]:
+        per_run_csv(Path(sys.argv[1]))
+    else:
+        main(Path(sys.argv[1]))
