@@ -154,7 +154,7 @@ impl Stack {
 
     /// The controller's input after the embedding and the lower layers, and their final
     /// states.
-    pub(super) fn below(
+    fn below(
         &self,
         tokens: Tensor<2, Int>,
         state: Option<&[Tensor<2>]>,

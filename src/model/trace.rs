@@ -73,19 +73,17 @@ impl Model {
 /// The stack model: each lower GRU layer's state, the controller's, then the state with the
 /// stack's top (what the head reads); its "gate" is the three soft actions.
 fn stack(model: &Stack, tokens: Tensor<2, Int>) -> Trace {
-    let (x, _) = model.below(tokens.clone(), None);
+    // The lower layers one at a time (what `Stack::below` does, without dropout), keeping
+    // each one's states; the last output is the controller's input.
+    let mut x = model.embed.forward(tokens);
     let mut states = Vec::new();
-    if !model.lower.is_empty() {
-        // The lower layers one at a time, for their own states.
-        let mut h = model.embed.forward(tokens);
-        for (i, layer) in model.lower.iter().enumerate() {
-            h = super::recurrent::gru(layer, h, None).0;
-            states.push(values(
-                format!("layer {i}: hidden state"),
-                Side::Tokens,
-                h.clone(),
-            ));
-        }
+    for (i, layer) in model.lower.iter().enumerate() {
+        x = super::recurrent::gru(layer, x, None).0;
+        states.push(values(
+            format!("layer {i}: hidden state"),
+            Side::Tokens,
+            x.clone(),
+        ));
     }
     let run = model.controller.run(x, None);
     let top = model.lower.len();

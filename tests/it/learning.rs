@@ -31,6 +31,19 @@ fn small_spec(arch: Arch) -> Spec {
     spec
 }
 
+/// The small setting for the attention models: width 32, two layers (one encoder and one
+/// decoder layer for tra), a lower rate; ber also masks prefix brackets.
+fn small_attention(arch: Arch) -> Spec {
+    let mut spec = small_spec(arch);
+    (spec.model.n_layers, spec.model.d_model, spec.model.d_ff) = (2, 32, 64);
+    (spec.model.n_enc_layers, spec.model.n_dec_layers) = (1, 1);
+    if arch == Arch::Ber {
+        spec.model.mlm_prob = 0.1;
+    }
+    spec.train.lr = 3e-3;
+    spec
+}
+
 fn fit(
     spec: &Spec,
     dir: &std::path::Path,
@@ -149,22 +162,12 @@ fn a_small_stack_model_learns_and_decodes_with_carried_state() {
 #[test]
 fn rope_and_alibi_models_read_longer_prefixes_than_they_trained_on() {
     use bracket_closer::spec::PosEncoding;
-    let mut gpt = small_spec(Arch::Gpt);
-    gpt.model.n_layers = 2;
-    gpt.model.d_model = 32;
-    gpt.model.d_ff = 64;
+    let mut gpt = small_attention(Arch::Gpt);
     gpt.model.pos_encoding = PosEncoding::Rope;
-    gpt.train.lr = 3e-3;
-    let mut tra = small_spec(Arch::Tra);
-    (tra.model.n_enc_layers, tra.model.n_dec_layers) = (1, 1);
-    (tra.model.d_model, tra.model.d_ff) = (32, 64);
+    let mut tra = small_attention(Arch::Tra);
     tra.model.pos_encoding = PosEncoding::Alibi;
-    tra.train.lr = 3e-3;
-    let mut ber = small_spec(Arch::Ber);
-    (ber.model.n_layers, ber.model.d_model, ber.model.d_ff) = (2, 32, 64);
+    let mut ber = small_attention(Arch::Ber);
     ber.model.pos_encoding = PosEncoding::Alibi;
-    ber.model.mlm_prob = 0.1;
-    ber.train.lr = 3e-3;
     for (spec, min_exact) in [(gpt, 0.8), (tra, 0.6), (ber, 0.5)] {
         let model = learns_and_round_trips(spec.clone(), min_exact);
         reads_longer_prefixes(&spec, &model);
@@ -173,35 +176,19 @@ fn rope_and_alibi_models_read_longer_prefixes_than_they_trained_on() {
 
 #[test]
 fn a_small_gpt_learns_with_its_kv_cache() {
-    let mut spec = small_spec(Arch::Gpt);
-    spec.model.n_layers = 2;
-    spec.model.d_model = 32;
-    spec.model.d_ff = 64;
-    spec.train.lr = 3e-3;
-    learns_and_round_trips(spec, 0.8);
+    learns_and_round_trips(small_attention(Arch::Gpt), 0.8);
 }
 
 #[test]
 fn a_small_encoder_decoder_learns() {
-    let mut spec = small_spec(Arch::Tra);
-    spec.model.n_enc_layers = 1;
-    spec.model.n_dec_layers = 1;
-    spec.model.d_model = 32;
-    spec.model.d_ff = 64;
+    let mut spec = small_attention(Arch::Tra);
     spec.model.pos_encoding = bracket_closer::spec::PosEncoding::Sinusoidal;
-    spec.train.lr = 3e-3;
     learns_and_round_trips(spec, 0.6);
 }
 
 #[test]
 fn a_small_masked_lm_learns() {
-    let mut spec = small_spec(Arch::Ber);
-    spec.model.n_layers = 2;
-    spec.model.d_model = 32;
-    spec.model.d_ff = 64;
-    spec.model.mlm_prob = 0.1;
-    spec.train.lr = 3e-3;
-    learns_and_round_trips(spec, 0.5);
+    learns_and_round_trips(small_attention(Arch::Ber), 0.5);
 }
 
 #[test]
