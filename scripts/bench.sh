@@ -9,6 +9,7 @@
 #   scripts/bench.sh levers [N]         # bucketing, padding, batch size, ndarray, ReLU (1 thread, ~15 min)
 #   scripts/bench.sh accuracy [SEEDS]   # time to 99%: runner, then PyTorch on the same runs' data
 #   scripts/bench.sh score BUDGET [SEEDS]   # runner only: every BUDGET config on 1000 fresh examples
+#   scripts/bench.sh kernels [N]        # gru, lstm: fused kernels and composed ops beside PyTorch, 1 and 2 threads
 #
 # The PyTorch side installs itself into scripts/reference/.venv on first use (torch from PyPI,
 # several GB); the runner's tests and CI never need it. Runs are sequential: timings of runs
@@ -55,7 +56,8 @@ round() {
     local pytorch=$([ -z "${7:-}" ] && echo yes || echo no)
     run_runner() {
         "$bin" bench --threads "$threads" --batching "$batching" --pad-to "$pad" \
-            --batch-size "$batch" --device "$device" --out "$raw/runner-$name-$n" >/dev/null
+            --batch-size "$batch" --device "$device" --out "$raw/runner-$name-$n" \
+            $(printf -- '--arch %s ' "${archs[@]}") >/dev/null
     }
     run_torch() {
         [ "$pytorch" = yes ] || return 0
@@ -102,6 +104,20 @@ levers() {
     done
 }
 
+# The fused recurrent kernels (experiment.kernels = fused, the default) against burn's
+# composed operations, each round beside PyTorch.
+kernels() {
+    local rounds="${1:-3}"
+    archs=(gru lstm)
+    for n in $(seq 1 "$rounds"); do
+        for t in 1 2; do
+            round "t$t-bucketed-b64" "$n" "$t" bucketed 0 64
+            "$runner" bench --arch gru --arch lstm --threads "$t" --set experiment.kernels=composed \
+                --out "$raw/runner-t$t-bucketed-b64-composed-$n" >/dev/null
+        done
+    done
+}
+
 accuracy() {
     local seeds="${1:-3}" configs=() threads
     for arch in "${archs[@]}"; do configs+=("configs/${arch}_1min.toml"); done
@@ -126,11 +142,12 @@ case "$mode" in
     throughput) python_env; machine "$@"; pool; throughput "${2:-3}"; report ;;
     levers) python_env; machine "$@"; pool; levers "${2:-2}"; report ;;
     accuracy) python_env; machine "$@"; accuracy "${2:-3}"; report ;;
+    kernels) python_env; machine "$@"; pool; kernels "${2:-3}"; report ;;
     score)
         budget="${2:?usage: scripts/bench.sh score BUDGET [SEEDS]}"; seeds="${3:-1}"
         configs=()
         for arch in "${archs[@]}"; do configs+=("configs/${arch}_$budget.toml"); done
         suffix=$([ "$seeds" = 1 ] && echo "" || echo "-${seeds}seeds")
         "$runner" score "${configs[@]}" --fresh 1000 --seeds "$seeds" --out "bench/score-$budget$suffix.md" ;;
-    *) echo "unknown mode '$mode'; allowed: all, throughput, levers, accuracy, score" >&2; exit 2 ;;
+    *) echo "unknown mode '$mode'; allowed: all, throughput, levers, kernels, accuracy, score" >&2; exit 2 ;;
 esac

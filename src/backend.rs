@@ -58,6 +58,11 @@ pub fn set_threads(threads: usize) {
         .build_global();
 }
 
+/// Applies `experiment.kernels` to this process (a worker runs its trials one at a time).
+pub fn set_kernels(kernels: crate::spec::Kernels) {
+    crate::kernels::set_enabled(kernels == crate::spec::Kernels::Fused);
+}
+
 /// A short backend name for summaries.
 pub fn describe(name: DeviceName) -> String {
     match name {

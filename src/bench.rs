@@ -191,6 +191,7 @@ fn bench_spec(arch: Arch, args: &BenchArgs) -> Result<Spec> {
 fn measure(spec: &Spec, args: &BenchArgs) -> Result<BenchRow> {
     let arch = spec.model.arch;
     crate::backend::set_threads(args.threads);
+    crate::backend::set_kernels(spec.experiment.kernels);
     let device = crate::backend::device(args.device)?;
     let train_device = device.clone().autodiff();
     train_device.seed(1);

@@ -10,6 +10,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod explain;
+pub mod kernels;
 pub mod limits;
 pub mod logging;
 pub mod merge;

@@ -62,6 +62,7 @@ pub fn execute(
     let run = RunPaths::new(root);
     let _lock = RunLock::acquire(&run)?;
     backend::set_threads(spec.experiment.threads);
+    backend::set_kernels(spec.experiment.kernels);
     write_atomic(&run.resolved(), spec.to_toml().as_bytes())?;
     logging::log_to_file(&run.log())
         .with_context(|| format!("opening '{}'", run.log().display()))?;
@@ -182,6 +183,7 @@ pub fn resume(run_dir: &Path, budget: Option<HumanDuration>) -> Result<Summary> 
     let _lock = RunLock::acquire(&run)?;
     note_ignored_environment(&origin);
     backend::set_threads(spec.experiment.threads);
+    backend::set_kernels(spec.experiment.kernels);
     let removed = crate::artifacts::remove_stray_temporaries(&run.root)?;
     let train_device = device.clone().autodiff();
     let resumable = checkpoint::load_resumable(&run.checkpoints(), &spec, &train_device)?;

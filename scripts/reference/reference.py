@@ -401,7 +401,15 @@ def train(args):
     lengths = [len(p) for p, _ in data["train"]]
     arch, layout = m["arch"], LAYOUTS[m["arch"]]
     budget, every = seconds(t["budget"]), seconds(t["eval_every"])
-    decay = seconds(t["decay_over"]) if t.get("decay_over") else budget
+    # train.decay_over: a step count (as the runner: progress after the warm-up over the
+    # steps after it), a duration, or "" (the whole budget).
+    decay_over = t.get("decay_over") or ""
+    if isinstance(decay_over, int):
+        after = max(decay_over - t["warmup_steps"], 1)
+        progress = lambda: max(trainer.step_no - t["warmup_steps"], 0) / after
+    else:
+        decay = seconds(decay_over) if decay_over else budget
+        progress = lambda: (time.perf_counter() - t0) / decay
     model = build(m)
     trainer = Trainer(model, t["lr"], t["warmup_steps"], weight_decay=t["weight_decay"],
                       clip=t["grad_clip"], min_ratio=t["min_lr_ratio"])
@@ -410,7 +418,7 @@ def train(args):
     next_eval, done = every, False
     while not done:
         for idx in epoch_batches(lengths, t["batch_size"], rng):
-            trainer.step(layout([data["train"][i] for i in idx]), (time.perf_counter() - t0) / decay)
+            trainer.step(layout([data["train"][i] for i in idx]), progress())
             elapsed = time.perf_counter() - t0
             if elapsed < next_eval and elapsed < budget:
                 continue

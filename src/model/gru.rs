@@ -2,6 +2,7 @@
 //! of recurrent.rs.
 
 use super::recurrent::{Cell, RecurrentLm};
+use burn::nn::Embedding;
 use burn::nn::{Gru as GruLayer, GruConfig};
 use burn::prelude::*;
 
@@ -17,6 +18,15 @@ impl Cell for GruLayer {
 
     fn run(&self, x: Tensor<3>, state: Option<Tensor<2>>) -> (Tensor<3>, Tensor<2>) {
         super::recurrent::gru(self, x, state)
+    }
+
+    fn run_tokens(
+        &self,
+        embed: &Embedding,
+        tokens: Tensor<2, Int>,
+        state: Option<Tensor<2>>,
+    ) -> (Tensor<3>, Tensor<2>) {
+        super::recurrent::gru_tokens(self, embed, tokens, state)
     }
 
     /// z = σ(x Wz + h Uz): how much of the old state each unit keeps.

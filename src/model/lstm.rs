@@ -2,6 +2,7 @@
 //! forward of recurrent.rs.
 
 use super::recurrent::{Cell, RecurrentLm};
+use burn::nn::Embedding;
 use burn::nn::{Lstm as LstmLayer, LstmConfig, LstmState};
 use burn::prelude::*;
 
@@ -17,6 +18,15 @@ impl Cell for LstmLayer {
 
     fn run(&self, x: Tensor<3>, state: Option<LstmState<2>>) -> (Tensor<3>, LstmState<2>) {
         super::recurrent::lstm(self, x, state)
+    }
+
+    fn run_tokens(
+        &self,
+        embed: &Embedding,
+        tokens: Tensor<2, Int>,
+        state: Option<LstmState<2>>,
+    ) -> (Tensor<3>, LstmState<2>) {
+        super::recurrent::lstm_tokens(self, embed, tokens, state)
     }
 
     /// f = σ(x Wf + h Uf): how much of the cell each unit keeps.

@@ -7,13 +7,16 @@
 //! sequence tensor one timestep at a time. Measured with `runner bench` (docs/benchmarks.md).
 
 use super::decode::Incremental;
+use crate::kernels;
 use crate::spec::ModelSpec;
 use burn::module::ModuleDisplay;
 use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Gru, Linear, LinearConfig, Lstm, LstmState,
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, GateController, Gru, Linear, LinearConfig,
+    Lstm, LstmState,
 };
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
+use burn::tensor::module::{embedding, linear};
 
 /// One of burn's recurrent layers as a layer of [`RecurrentLm`]: what differs between the
 /// GRU and the LSTM language models (gru.rs, lstm.rs).
@@ -23,6 +26,13 @@ pub trait Cell: Module + ModuleDisplay {
     fn init(d_in: usize, d_hidden: usize, device: &Device) -> Self;
     /// x [batch, len, d_in] -> outputs [batch, len, d_hidden] and the final state.
     fn run(&self, x: Tensor<3>, state: Option<Self::State>) -> (Tensor<3>, Self::State);
+    /// `run` for the first layer, from tokens [batch, len] read through `embed`.
+    fn run_tokens(
+        &self,
+        embed: &Embedding,
+        tokens: Tensor<2, Int>,
+        state: Option<Self::State>,
+    ) -> (Tensor<3>, Self::State);
     /// The gate `runner explain` shows (GRU: update, LSTM: forget), from the layer's input
     /// x [batch, len, d_in] and the hidden state before each step [batch, len, d_hidden].
     fn gate(&self, x: Tensor<3>, h_before: Tensor<3>) -> Tensor<3>;
@@ -69,18 +79,19 @@ impl<C: Cell> RecurrentLm<C> {
         tokens: Tensor<2, Int>,
         state: Option<Vec<C::State>>,
     ) -> (Tensor<3>, Vec<C::State>) {
-        let mut x = self.embed.forward(tokens); // [batch, len, d_embed]
         let mut state = state.map(Vec::into_iter);
         let mut last = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            if i > 0 {
-                x = self.dropout.forward(x);
-            }
+        let mut x: Option<Tensor<3>> = None;
+        for layer in &self.layers {
             let init = state.as_mut().and_then(Iterator::next);
-            let (out, final_state) = layer.run(x, init);
-            x = out; // [batch, len, d_hidden]
+            let (out, final_state) = match x {
+                None => layer.run_tokens(&self.embed, tokens.clone(), init),
+                Some(x) => layer.run(self.dropout.forward(x), init),
+            };
+            x = Some(out); // [batch, len, d_hidden]
             last.push(final_state);
         }
+        let x = x.expect("a recurrent model has at least one layer");
         (self.head.forward(self.dropout.forward(x)), last)
     }
 }
@@ -115,13 +126,83 @@ pub(super) fn at(x: &Tensor<3>, t: usize) -> Tensor<2> {
 /// z = σ(x Wz + h Uz), r = σ(x Wr + h Ur), n = tanh(x Wn + r ⊙ (h Un)), h' = n + z ⊙ (h − n),
 /// every product with its bias.
 pub fn gru(gru: &Gru, x: Tensor<3>, state: Option<Tensor<2>>) -> (Tensor<3>, Tensor<2>) {
-    let [batch, len, _] = x.dims();
-    let mut h = state.unwrap_or_else(|| Tensor::zeros([batch, gru.d_hidden], &x.device()));
-    if !gru.reset_after || gru.clip.is_some() {
-        let out = gru.forward(x, Some(h));
-        let last = at(&out, len - 1);
-        return (out, last);
+    gru_from(gru, LayerInput::Features(x), state)
+}
+
+/// [`gru`] for a first layer, reading tokens through `embed`.
+pub fn gru_tokens(
+    gru: &Gru,
+    embed: &Embedding,
+    tokens: Tensor<2, Int>,
+    state: Option<Tensor<2>>,
+) -> (Tensor<3>, Tensor<2>) {
+    gru_from(gru, LayerInput::Tokens(embed, tokens), state)
+}
+
+fn gru_from(gru: &Gru, input: LayerInput, state: Option<Tensor<2>>) -> (Tensor<3>, Tensor<2>) {
+    let [batch, len] = input.dims();
+    let h = state.unwrap_or_else(|| Tensor::zeros([batch, gru.d_hidden], &input.device()));
+    let out = if !gru.reset_after || gru.clip.is_some() {
+        gru.forward(input.features(), Some(h))
+    } else if fusable(gru, &input.device()) {
+        fused_gru(gru, input, h)
+    } else {
+        composed_gru(gru, input.features(), h)
+    };
+    let last = at(&out, len - 1);
+    (out, last)
+}
+
+/// What a recurrent layer reads: the previous layer's outputs, or (first layer) tokens and
+/// the embedding, which the fused path folds into the input projection.
+enum LayerInput<'a> {
+    Features(Tensor<3>),
+    Tokens(&'a Embedding, Tensor<2, Int>),
+}
+
+impl LayerInput<'_> {
+    /// [batch, len]
+    fn dims(&self) -> [usize; 2] {
+        match self {
+            LayerInput::Features(x) => {
+                let [batch, len, _] = x.dims();
+                [batch, len]
+            }
+            LayerInput::Tokens(_, tokens) => tokens.dims(),
+        }
     }
+
+    fn device(&self) -> Device {
+        match self {
+            LayerInput::Features(x) => x.device(),
+            LayerInput::Tokens(_, tokens) => tokens.device(),
+        }
+    }
+
+    /// The input itself, [batch, len, d_in].
+    fn features(self) -> Tensor<3> {
+        match self {
+            LayerInput::Features(x) => x,
+            LayerInput::Tokens(embed, tokens) => embed.forward(tokens),
+        }
+    }
+
+    /// x·w + b for every timestep, [batch, len, d_out]. From tokens, the rows of E·w + b
+    /// ([vocab, d_out]) are gathered instead: the same values without a product per
+    /// token.
+    fn project(self, w: Tensor<2>, b: Tensor<1>) -> Tensor<3> {
+        match self {
+            LayerInput::Features(x) => linear(x, w, Some(b)),
+            LayerInput::Tokens(embed, tokens) => {
+                embedding(linear(embed.weight.val(), w, Some(b)), tokens)
+            }
+        }
+    }
+}
+
+/// [`gru`] as burn operations: the fallback for other backends and the fused kernel's oracle.
+fn composed_gru(gru: &Gru, x: Tensor<3>, mut h: Tensor<2>) -> Tensor<3> {
+    let len = x.dims()[1];
     let xz = gru.update_gate.input_transform.forward(x.clone());
     let xr = gru.reset_gate.input_transform.forward(x.clone());
     let xn = gru.new_gate.input_transform.forward(x);
@@ -133,23 +214,124 @@ pub fn gru(gru: &Gru, x: Tensor<3>, state: Option<Tensor<2>>) -> (Tensor<3>, Ten
         h = n.clone() + z * (h - n);
         outputs.push(h.clone());
     }
-    (Tensor::stack(outputs, 1), h)
+    Tensor::stack(outputs, 1)
+}
+
+/// The gates of a GRU in the fused kernel's order.
+fn gru_gates(gru: &Gru) -> [&GateController; 3] {
+    [&gru.update_gate, &gru.reset_gate, &gru.new_gate]
+}
+
+/// Whether a gate's weights are plain f32 (not quantised), as the fused kernels need.
+fn f32_weights(gate: &GateController) -> bool {
+    [&gate.input_transform, &gate.hidden_transform]
+        .iter()
+        .all(|l| l.weight.val().dtype() == burn::tensor::DType::F32)
+}
+
+/// Whether the fused kernel runs this layer: burn-flex and f32 weights.
+fn fusable(gru: &Gru, device: &Device) -> bool {
+    kernels::available(device) && gru_gates(gru).iter().all(|g| f32_weights(g))
+}
+
+/// Linear layers side by side: weights [d_in, Σ d_out] and biases [Σ d_out] (zeros where
+/// a layer has none), so that one product computes all of them.
+fn side_by_side(layers: &[&Linear]) -> (Tensor<2>, Tensor<1>) {
+    let weights = layers.iter().map(|l| l.weight.val()).collect();
+    let biases = layers
+        .iter()
+        .map(|l| match &l.bias {
+            Some(b) => b.val(),
+            None => Tensor::zeros([l.weight.dims()[1]], &l.weight.device()),
+        })
+        .collect();
+    (Tensor::cat(weights, 1), Tensor::cat(biases, 0))
+}
+
+/// [`gru`] through the fused kernel: one input product for the three gates, then one
+/// operation for the whole sequence.
+fn fused_gru(gru: &Gru, input: LayerInput, h0: Tensor<2>) -> Tensor<3> {
+    let gates = gru_gates(gru);
+    let (w, b) = side_by_side(&gates.map(|g| &g.input_transform));
+    let (u, bu) = side_by_side(&gates.map(|g| &g.hidden_transform));
+    kernels::gru_sequence(input.project(w, b), u, bu, h0)
 }
 
 /// `lstm.forward`: i, f, o = σ(x W + h U), g = tanh(x Wg + h Ug), c' = f ⊙ c + i ⊙ g,
 /// h' = o ⊙ tanh(c'). Variants this file does not cover go to burn's own forward.
 pub fn lstm(lstm: &Lstm, x: Tensor<3>, state: Option<LstmState<2>>) -> (Tensor<3>, LstmState<2>) {
+    lstm_from(lstm, LayerInput::Features(x), state)
+}
+
+/// [`lstm`] for a first layer, reading tokens through `embed`.
+pub fn lstm_tokens(
+    lstm: &Lstm,
+    embed: &Embedding,
+    tokens: Tensor<2, Int>,
+    state: Option<LstmState<2>>,
+) -> (Tensor<3>, LstmState<2>) {
+    lstm_from(lstm, LayerInput::Tokens(embed, tokens), state)
+}
+
+fn lstm_from(
+    lstm: &Lstm,
+    input: LayerInput,
+    state: Option<LstmState<2>>,
+) -> (Tensor<3>, LstmState<2>) {
     let forget_gate = match &lstm.forget_gate {
         Some(gate) if lstm.clip.is_none() && lstm.batch_first && !lstm.reverse => gate,
-        _ => return lstm.forward(x, state),
+        _ => return lstm.forward(input.features(), state),
     };
-    let [batch, len, _] = x.dims();
-    let (mut c, mut h) = state
+    let batch = input.dims()[0];
+    let (c, h) = state
         .unwrap_or_else(|| {
-            let zeros = Tensor::zeros([batch, lstm.d_hidden], &x.device());
+            let zeros = Tensor::zeros([batch, lstm.d_hidden], &input.device());
             LstmState::new(zeros.clone(), zeros)
         })
         .unpack();
+    let gates = [
+        &lstm.input_gate,
+        forget_gate,
+        &lstm.cell_gate,
+        &lstm.output_gate,
+    ];
+    if kernels::available(&input.device()) && gates.iter().all(|g| f32_weights(g)) {
+        fused_lstm(gates, input, h, c)
+    } else {
+        composed_lstm(lstm, forget_gate, input.features(), h, c)
+    }
+}
+
+/// [`lstm`] through the fused kernel, `gates` in its order (input, forget, cell, output).
+fn fused_lstm(
+    gates: [&GateController; 4],
+    input: LayerInput,
+    h0: Tensor<2>,
+    c0: Tensor<2>,
+) -> (Tensor<3>, LstmState<2>) {
+    let [batch, len] = input.dims();
+    let (w, b) = side_by_side(&gates.map(|g| &g.input_transform));
+    let (u, bu) = side_by_side(&gates.map(|g| &g.hidden_transform));
+    let hidden = u.dims()[0];
+    let both = kernels::lstm_sequence(input.project(w, b), u, bu, h0, c0);
+    let c = both
+        .clone()
+        .slice([0..batch, len - 1..len, hidden..2 * hidden])
+        .squeeze_dim(1);
+    let out = both.slice([0..batch, 0..len, 0..hidden]);
+    let h = at(&out, len - 1);
+    (out, LstmState::new(c, h))
+}
+
+/// [`lstm`] as burn operations: the fallback for other backends and the fused kernel's oracle.
+fn composed_lstm(
+    lstm: &Lstm,
+    forget_gate: &GateController,
+    x: Tensor<3>,
+    mut h: Tensor<2>,
+    mut c: Tensor<2>,
+) -> (Tensor<3>, LstmState<2>) {
+    let len = x.dims()[1];
     let xi = lstm.input_gate.input_transform.forward(x.clone());
     let xf = forget_gate.input_transform.forward(x.clone());
     let xo = lstm.output_gate.input_transform.forward(x.clone());
@@ -200,6 +382,153 @@ mod tests {
         let h0 = Tensor::random([3, 8], Distribution::Normal(0.0, 1.0), &device);
         let (ours, _) = super::gru(&gru, x.clone(), Some(h0.clone()));
         assert!(max_diff(ours, gru.forward(x, Some(h0))) < 1e-5);
+    }
+
+    /// Σ w ⊙ out, and the gradients of x, h0 and every GRU parameter under it.
+    fn gru_grads(
+        gru: &Gru,
+        fused: bool,
+        x: &Tensor<3>,
+        h0: &Tensor<2>,
+        w: &Tensor<3>,
+    ) -> (Tensor<3>, Vec<Tensor<2>>) {
+        let (x, h0) = (x.clone().require_grad(), h0.clone().require_grad());
+        let out = if fused {
+            fused_gru(gru, LayerInput::Features(x.clone()), h0.clone())
+        } else {
+            composed_gru(gru, x.clone(), h0.clone())
+        };
+        let grads = (out.clone() * w.clone()).sum().backward();
+        let mut all = vec![
+            x.grad(&grads).unwrap().flatten(0, 1),
+            h0.grad(&grads).unwrap(),
+        ];
+        for g in gru_gates(gru) {
+            for l in [&g.input_transform, &g.hidden_transform] {
+                all.push(l.weight.grad(&grads).unwrap());
+                all.push(l.bias.as_ref().unwrap().grad(&grads).unwrap().unsqueeze());
+            }
+        }
+        (out, all)
+    }
+
+    #[test]
+    fn fused_gru_matches_the_composed_one_in_values_and_gradients() {
+        let device = Device::flex().autodiff();
+        // Odd sizes, one row, and a batch large enough to be split across threads.
+        for (batch, len, d_in, hidden) in [(3, 7, 5, 8), (1, 1, 3, 4), (40, 12, 6, 16)] {
+            let gru = GruConfig::new(d_in, hidden, true).init(&device);
+            let x = Tensor::random([batch, len, d_in], Distribution::Normal(0.0, 1.0), &device);
+            let h0 = Tensor::random([batch, hidden], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::random(
+                [batch, len, hidden],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let (fused, fused_grads) = gru_grads(&gru, true, &x, &h0, &w);
+            let (composed, composed_grads) = gru_grads(&gru, false, &x, &h0, &w);
+            assert!(max_diff(fused, composed) < 1e-5, "outputs differ");
+            for (i, (a, b)) in fused_grads.into_iter().zip(composed_grads).enumerate() {
+                let err = relative(a, b);
+                assert!(
+                    err < 1e-4,
+                    "gradient {i} differs: relative {err:e} ({batch}x{len}x{hidden})"
+                );
+            }
+        }
+    }
+
+    /// Relative max difference, scaled by the larger of 1 and b's largest magnitude.
+    fn relative<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+        max_diff(a, b) / scale
+    }
+
+    #[test]
+    fn folding_the_embedding_into_the_first_layer_changes_nothing() {
+        let device = Device::flex().autodiff();
+        let embed = EmbeddingConfig::new(11, 6).init(&device);
+        let gru = GruConfig::new(6, 8, true).init(&device);
+        let tokens = Tensor::<2, Int>::from_data([[1, 4, 4, 10, 0], [3, 3, 2, 7, 9]], &device);
+        let h0 = Tensor::zeros([2, 8], &device);
+        let w = Tensor::random([2, 5, 8], Distribution::Normal(0.0, 1.0), &device);
+        let folded = fused_gru(&gru, LayerInput::Tokens(&embed, tokens.clone()), h0.clone());
+        let plain = composed_gru(&gru, embed.forward(tokens), h0);
+        assert!(max_diff(folded.clone(), plain.clone()) < 1e-5);
+        let grad = |out: Tensor<3>| {
+            let grads = (out * w.clone()).sum().backward();
+            embed.weight.grad(&grads).unwrap()
+        };
+        assert!(
+            relative(grad(folded), grad(plain)) < 1e-4,
+            "embedding gradients differ"
+        );
+    }
+
+    #[test]
+    fn fused_lstm_matches_the_composed_one_in_values_and_gradients() {
+        let device = Device::flex().autodiff();
+        for (batch, len, d_in, hidden) in [(3, 7, 5, 8), (1, 1, 3, 4), (40, 12, 6, 16)] {
+            let lstm = LstmConfig::new(d_in, hidden, true).init(&device);
+            let forget = lstm.forget_gate.as_ref().unwrap();
+            let gates = [&lstm.input_gate, forget, &lstm.cell_gate, &lstm.output_gate];
+            let x = Tensor::random([batch, len, d_in], Distribution::Normal(0.0, 1.0), &device);
+            let h0 = Tensor::random([batch, hidden], Distribution::Normal(0.0, 1.0), &device);
+            let c0 = Tensor::random([batch, hidden], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::random(
+                [batch, len, hidden],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let wc = Tensor::random([batch, hidden], Distribution::Normal(0.0, 1.0), &device);
+            let mut results = Vec::new();
+            for fused in [true, false] {
+                let (x, h0, c0) = (
+                    x.clone().require_grad(),
+                    h0.clone().require_grad(),
+                    c0.clone().require_grad(),
+                );
+                let (out, state) = if fused {
+                    fused_lstm(
+                        gates,
+                        LayerInput::Features(x.clone()),
+                        h0.clone(),
+                        c0.clone(),
+                    )
+                } else {
+                    composed_lstm(&lstm, forget, x.clone(), h0.clone(), c0.clone())
+                };
+                // The final cell state is in the loss too: decoding carries it.
+                let loss =
+                    (out.clone() * w.clone()).sum() + (state.cell.clone() * wc.clone()).sum();
+                let grads = loss.backward();
+                let mut all = vec![
+                    x.grad(&grads).unwrap().flatten(0, 1),
+                    h0.grad(&grads).unwrap(),
+                    c0.grad(&grads).unwrap(),
+                ];
+                for g in gates {
+                    for l in [&g.input_transform, &g.hidden_transform] {
+                        all.push(l.weight.grad(&grads).unwrap());
+                        all.push(l.bias.as_ref().unwrap().grad(&grads).unwrap().unsqueeze());
+                    }
+                }
+                results.push((out, state.cell, all));
+            }
+            let (composed, fused) = (results.pop().unwrap(), results.pop().unwrap());
+            assert!(max_diff(fused.0, composed.0) < 1e-5, "outputs differ");
+            assert!(
+                max_diff(fused.1, composed.1) < 1e-5,
+                "final cell states differ"
+            );
+            for (i, (a, b)) in fused.2.into_iter().zip(composed.2).enumerate() {
+                let err = relative(a, b);
+                assert!(
+                    err < 1e-4,
+                    "gradient {i} differs: relative {err:e} ({batch}x{len}x{hidden})"
+                );
+            }
+        }
     }
 
     #[test]

@@ -50,27 +50,6 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-/// `train.decay_over`: empty means "none" (decay over the whole budget), so that an
-/// override `train.decay_over=` can switch it off.
-pub mod optional {
-    use super::HumanDuration;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &Option<HumanDuration>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&v.as_ref().map(|d| d.to_string()).unwrap_or_default())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HumanDuration>, D::Error> {
-        let text = String::deserialize(d)?;
-        if text.trim().is_empty() {
-            return Ok(None);
-        }
-        HumanDuration::parse(&text)
-            .map(Some)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 /// Parses a human duration; the error says what is allowed.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
@@ -128,14 +107,11 @@ mod tests {
         #[derive(Serialize, Deserialize, PartialEq, Debug)]
         struct T {
             budget: HumanDuration,
-            #[serde(with = "optional")]
-            decay_over: Option<HumanDuration>,
         }
-        let t: T = toml::from_str("budget = \"1h30min\"\ndecay_over = \"\"\n").unwrap();
+        let t: T = toml::from_str("budget = \"1h30min\"\n").unwrap();
         assert_eq!(t.budget.get(), Duration::from_secs(5400));
-        assert_eq!(t.decay_over, None);
         let text = toml::to_string(&t).unwrap();
-        assert_eq!(text, "budget = \"1h30min\"\ndecay_over = \"\"\n");
-        assert!(toml::from_str::<T>("budget = \"soon\"\ndecay_over = \"\"\n").is_err());
+        assert_eq!(text, "budget = \"1h30min\"\n");
+        assert!(toml::from_str::<T>("budget = \"soon\"\n").is_err());
     }
 }

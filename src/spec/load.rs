@@ -370,6 +370,7 @@ fn insert_path(table: &mut toml::Table, key: &str, value: toml::Value) {
 #[allow(clippy::result_large_err)] // figment::Jail's own error type
 mod tests {
     use super::*;
+    use crate::spec::DecayOver;
     use figment::Jail;
 
     fn load_in_jail(jail: &mut Jail, text: &str, overrides: &[&str]) -> Result<Spec, UserError> {
@@ -473,6 +474,16 @@ mod tests {
                 ("[train]\nbudget = \"soon\"\n", "train.budget"),
                 ("[train]\nbudget = \"0s\"\n", "train.budget"),
                 ("[train]\ndecay_over = \"soon\"\n", "train.decay_over"),
+                ("[train]\ndecay_over = 0\n", "train.decay_over"),
+                ("[train]\ndecay_over = -5\n", "train.decay_over"),
+                (
+                    "[train]\ndecay_over = 50\nwarmup_steps = 50\n",
+                    "train.decay_over",
+                ),
+                (
+                    "[train]\ndecay_over = \"30s\"\nmax_steps = 500\n",
+                    "train.decay_over",
+                ),
                 ("[train]\neval_every = \"soon\"\n", "train.eval_every"),
             ] {
                 let err = load_in_jail(jail, text, &[]).unwrap_err();
@@ -482,6 +493,15 @@ mod tests {
                 .expect("valid");
             assert_eq!(spec.budget().as_secs(), 90);
             assert_eq!(spec.train.decay_over, None);
+            // A step count: read, allowed beside max_steps, and written back as a number.
+            let text = "[train]\nmax_steps = 900\nwarmup_steps = 10\n";
+            let spec = load_in_jail(jail, text, &["train.decay_over=600"]).expect("valid");
+            assert_eq!(spec.train.decay_over, Some(DecayOver::Steps(600)));
+            assert!(
+                spec.to_toml().contains("decay_over = 600\n"),
+                "{}",
+                spec.to_toml()
+            );
             Ok(())
         });
     }

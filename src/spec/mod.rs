@@ -47,7 +47,20 @@ pub struct ExperimentSpec {
     /// overhead: a second thread measured no faster (see README), and two single-threaded
     /// runs side by side use a 2-core machine better.
     pub threads: usize,
+    /// `fused` (hand-written CPU kernels with their own backward pass, burn-flex only) or
+    /// `composed` (burn's own operations, what every other backend runs).
+    pub kernels: Kernels,
     pub out_dir: String,
+}
+
+/// `experiment.kernels`: how the CPU backend runs the layers that have a fused kernel.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    /// One operation per layer on raw storage (src/kernels/): the fast path.
+    Fused,
+    /// burn's operations one by one: the reference the fused kernels are tested against.
+    Composed,
 }
 
 impl Default for ExperimentSpec {
@@ -57,6 +70,7 @@ impl Default for ExperimentSpec {
             seed: 42,
             device: DeviceName::Cpu,
             threads: 1,
+            kernels: Kernels::Fused,
             out_dir: "experiments".into(),
         }
     }
@@ -540,6 +554,62 @@ impl<'de> Deserialize<'de> for EvalEvery {
     }
 }
 
+/// `train.decay_over`: the learning rate reaches its floor after this many steps
+/// (reproducible, and the same on a slower machine) or this much wall time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecayOver {
+    Steps(u64),
+    Time(HumanDuration),
+}
+
+/// Serde for `Option<DecayOver>`: a step count, a duration string, or "" for none (so that
+/// an override `train.decay_over=` switches it off).
+mod decay_over {
+    use super::{DecayOver, HumanDuration};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<DecayOver>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(DecayOver::Steps(n)) => s.serialize_u64(*n),
+            Some(DecayOver::Time(d)) => s.serialize_str(&d.to_string()),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DecayOver>, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Option<DecayOver>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a step count (e.g. 1500), a duration string (e.g. \"30s\") or \"\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                if n == 0 {
+                    return Err(E::custom(
+                        "0 steps: decay over at least 1 step, or \"\" for the whole run",
+                    ));
+                }
+                Ok(Some(DecayOver::Steps(n)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!("{n} steps: must be at least 1 step"))),
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                if text.trim().is_empty() {
+                    return Ok(None);
+                }
+                HumanDuration::parse(text)
+                    .map(|d| Some(DecayOver::Time(d)))
+                    .map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LrDecay {
@@ -566,10 +636,11 @@ pub struct TrainSpec {
     pub lr_decay: LrDecay,
     /// Final learning rate as a fraction of `lr`.
     pub min_lr_ratio: f64,
-    /// Wall time over which the rate decays to its floor, e.g. "30s"; after it the rate
-    /// stays at the floor. Empty: the whole budget. (With `max_steps`, decay runs over steps.)
-    #[serde(with = "duration::optional")]
-    pub decay_over: Option<HumanDuration>,
+    /// Steps (e.g. 1500) or wall time (e.g. "30s") over which the rate decays to its floor;
+    /// after it the rate stays at the floor. Empty: the whole run (its `max_steps` when
+    /// set, else its budget). Steps give the same schedule on a slower machine.
+    #[serde(with = "decay_over")]
+    pub decay_over: Option<DecayOver>,
     pub eval_every: EvalEvery,
     /// Stop after this many evaluations without a better val_exact; 0 = never.
     pub patience: u32,

@@ -2,8 +2,8 @@
 //! means nothing. Each failure names the key and what is allowed.
 
 use super::{
-    Activation, Arch, EvalEvery, LossOn, Objective, PosEncoding, PrunerKind, RuleKind, Spec,
-    StudyStorage, Task, TokenizerChoice, TrainObjective,
+    Activation, Arch, DecayOver, EvalEvery, LossOn, Objective, PosEncoding, PrunerKind, RuleKind,
+    Spec, StudyStorage, Task, TokenizerChoice, TrainObjective,
 };
 use crate::error::UserError;
 use std::collections::HashSet;
@@ -215,13 +215,26 @@ fn check_stages(spec: &Spec) -> Result<(), UserError> {
 
 fn check_train(spec: &Spec) -> Result<(), UserError> {
     let t = &spec.train;
-    if t.decay_over.is_some() && t.max_steps > 0 {
-        return fail(
-            "train.decay_over",
-            "applies to time-based schedules; with train.max_steps set the decay runs over \
-                 the steps: remove one of the two (on the command line: train.decay_over=)"
-                .into(),
-        );
+    match t.decay_over {
+        Some(DecayOver::Time(_)) if t.max_steps > 0 => {
+            return fail(
+                "train.decay_over",
+                "a duration applies to time-based schedules; with train.max_steps set, give \
+                 a step count or remove it (on the command line: train.decay_over=)"
+                    .into(),
+            );
+        }
+        Some(DecayOver::Steps(n)) if n <= t.warmup_steps => {
+            return fail(
+                "train.decay_over",
+                format!(
+                    "{n} steps ends within the warm-up (train.warmup_steps = {}): decay over \
+                     more steps than the warm-up takes",
+                    t.warmup_steps
+                ),
+            );
+        }
+        _ => {}
     }
     positive("train.batch_size", t.batch_size)?;
     if !spec.is_text() && t.batch_size > spec.data.train_samples {

@@ -17,7 +17,7 @@ use crate::data::dataset::Splits;
 use crate::data::Vocab;
 use crate::eval::{teacher_forced, ValMetrics};
 use crate::model::Model;
-use crate::spec::{EvalEvery, Spec};
+use crate::spec::{DecayOver, EvalEvery, Spec};
 use anyhow::Result;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
@@ -248,12 +248,6 @@ pub fn fit(input: FitInput, observer: &mut dyn Observer) -> Result<FitReport> {
         observer,
         offset_s: 0.0,
         total_s: input.budget.as_secs_f64(),
-        decay_s: input
-            .spec
-            .train
-            .decay_over
-            .as_ref()
-            .map(|d| d.as_secs_f64()),
         input,
     };
     lp.run()
@@ -285,8 +279,6 @@ struct Loop<'a> {
     /// Training seconds before this process (resumed runs), and the whole run's budget.
     offset_s: f64,
     total_s: f64,
-    /// `train.decay_over` in seconds; None: the schedule decays over `total_s`.
-    decay_s: Option<f64>,
 }
 
 /// Seed of the device's generator (dropout) at a step: a function of the run seed and the
@@ -486,11 +478,15 @@ impl<'a> Loop<'a> {
     /// Schedule progress: by steps when `max_steps` is set (reproducible), else by time.
     fn progress(&self, step: u64) -> f64 {
         let t = &self.input.spec.train;
-        if t.max_steps > 0 {
-            let after_warmup = t.max_steps.saturating_sub(t.warmup_steps).max(1);
+        let over_steps = |steps: u64| {
+            let after_warmup = steps.saturating_sub(t.warmup_steps).max(1);
             step.saturating_sub(t.warmup_steps) as f64 / after_warmup as f64
-        } else {
-            self.elapsed() / self.decay_s.unwrap_or(self.total_s).max(1e-9)
+        };
+        match &t.decay_over {
+            Some(DecayOver::Steps(n)) => over_steps(*n),
+            _ if t.max_steps > 0 => over_steps(t.max_steps),
+            Some(DecayOver::Time(d)) => self.elapsed() / d.as_secs_f64().max(1e-9),
+            None => self.elapsed() / self.total_s.max(1e-9),
         }
     }
 
