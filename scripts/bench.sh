@@ -17,7 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-all}"
-archs=(gru lstm tra gpt ber)
+# ARCHS="gru lstm" scripts/bench.sh accuracy 3: only those architectures.
+read -ra archs <<< "${ARCHS:-gru lstm tra gpt ber}"
 venv=scripts/reference/.venv
 torch_version="2.15.0"
 stamp=$(date +%Y%m%d-%H%M%S)

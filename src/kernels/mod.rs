@@ -7,9 +7,10 @@ pub mod gemm;
 pub mod gru;
 pub mod lstm;
 pub mod math;
+pub mod norm;
 mod ops;
 
-pub use ops::{gru_sequence, lstm_sequence};
+pub use ops::{gelu, gru_sequence, layer_norm, lstm_sequence};
 
 use burn::backend::DispatchDevice;
 use burn::prelude::Device;

@@ -4,7 +4,7 @@
 //! composed path otherwise.
 
 use super::gru::{self, Dims, Saved};
-use super::lstm;
+use super::{lstm, math, norm};
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
@@ -34,7 +34,20 @@ pub trait FusedBackend: burn::backend::Backend {
         h0: FloatTensor<Self>,
         c0: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+
+    /// GELU (exact, erf form) of every element.
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Layer norm over the last dimension with ε = 1e-5: x [.., d], gamma and beta [d].
+    fn layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
+
+/// The ε of burn's `LayerNormConfig` default, which every layer norm here is built with.
+pub const LAYER_NORM_EPS: f32 = 1e-5;
 
 /// The outputs [batch, len, H] of one GRU layer (see [`gru`](super::gru)).
 pub fn gru_sequence(xp: Tensor<3>, u: Tensor<2>, bu: Tensor<1>, h0: Tensor<2>) -> Tensor<3> {
@@ -60,6 +73,20 @@ pub fn lstm_sequence(
         bu.into_dispatch(),
         h0.into_dispatch(),
         c0.into_dispatch(),
+    ))
+}
+
+/// GELU of every element (see [`math`](super::math) for its error bound).
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::gelu(x.into_dispatch()))
+}
+
+/// Layer norm of `x` over its last dimension (see [`norm`](super::norm)).
+pub fn layer_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::layer_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
     ))
 }
 
@@ -120,7 +147,33 @@ fn lstm_forward([xp, u, bu, h0, c0]: [&FlexTensor; 5]) -> (FlexTensor, lstm::Sav
     (tensor(out, &[d.batch, d.len, 2 * d.hidden]), saved)
 }
 
+/// `f` applied to every element of `x`, into a new tensor of its shape.
+fn map(x: &FlexTensor, f: fn(&mut [f32])) -> FlexTensor {
+    let mut out = values(x).into_owned();
+    f(&mut out);
+    tensor(out, x.layout().shape())
+}
+
+fn layer_norm_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+) -> (FlexTensor, Vec<f32>, Vec<f32>) {
+    let d = gamma.layout().shape().num_elements();
+    let (y, mean, rstd) =
+        norm::forward(d, &values(x), &values(gamma), &values(beta), LAYER_NORM_EPS);
+    (tensor(y, x.layout().shape()), mean, rstd)
+}
+
 impl FusedBackend for Flex {
+    fn gelu(x: FlexTensor) -> FlexTensor {
+        map(&x, math::gelu)
+    }
+
+    fn layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor) -> FlexTensor {
+        layer_norm_forward(&x, &gamma, &beta).0
+    }
+
     fn gru_sequence(xp: FlexTensor, u: FlexTensor, bu: FlexTensor, h0: FlexTensor) -> FlexTensor {
         gru_forward(&xp, &u, &bu, &h0).0
     }
@@ -133,6 +186,66 @@ impl FusedBackend for Flex {
         c0: FlexTensor,
     ) -> FlexTensor {
         lstm_forward([&xp, &u, &bu, &h0, &c0]).0
+    }
+}
+
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    /// The input.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        if let [Some(node)] = ops.parents {
+            let mut dx = values(&ops.state).into_owned();
+            math::gelu_grad(&mut dx);
+            dx.iter_mut()
+                .zip(values(&dy).iter())
+                .for_each(|(d, g)| *d *= g);
+            grads.register::<Flex>(node.id, tensor(dx, ops.state.layout().shape()));
+        }
+    }
+}
+
+/// What layer norm's backward pass keeps: x, γ, each row's μ and 1/σ.
+#[derive(Clone, Debug)]
+struct NormState {
+    x: FlexTensor,
+    gamma: FlexTensor,
+    mean: std::sync::Arc<Vec<f32>>,
+    rstd: std::sync::Arc<Vec<f32>>,
+}
+
+#[derive(Debug)]
+struct NormBackward;
+
+impl Backward<Flex, 3> for NormBackward {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<NormState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let s = ops.state;
+        let d = s.gamma.layout().shape().num_elements();
+        let (dx, dgamma, dbeta) = norm::backward(
+            d,
+            &values(&s.x),
+            &values(&s.gamma),
+            &s.mean,
+            &s.rstd,
+            &values(&dy),
+        );
+        let [x, gamma, beta] = ops.parents;
+        for (node, grad, shape) in [
+            (x, dx, s.x.layout().shape().to_vec()),
+            (gamma, dgamma, vec![d]),
+            (beta, dbeta, vec![d]),
+        ] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, tensor(grad, &shape));
+            }
+        }
     }
 }
 
@@ -295,6 +408,43 @@ impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
                 prep.finish(state, out)
             }
             OpsKind::UnTracked(prep) => prep.finish(lstm_forward(inputs).0),
+        }
+    }
+
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match GeluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = x.primitive().clone();
+                let y = map(&input, math::gelu);
+                prep.finish(input, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(map(x.primitive(), math::gelu)),
+        }
+    }
+
+    fn layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), gamma.node(), beta.node()];
+        let (y, mean, rstd) =
+            layer_norm_forward(x.primitive(), gamma.primitive(), beta.primitive());
+        match NormBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let state = NormState {
+                    x: x.primitive().clone(),
+                    gamma: gamma.primitive().clone(),
+                    mean: std::sync::Arc::new(mean),
+                    rstd: std::sync::Arc::new(rstd),
+                };
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
 }

@@ -3,14 +3,21 @@
 //! which burn's `MultiHeadAttention` does not open) and so that `runner explain` can keep
 //! each layer's attention weights. The order of operations, dropout included, follows
 //! `TransformerEncoderLayer::forward` and `TransformerDecoderLayer::forward` of burn 0.22.1;
-//! tests check that the replay without a relative scheme gives burn's own outputs.
+//! tests check that the replay without a relative scheme gives burn's own outputs. On the
+//! CPU backend the models train through the replay with every scheme, since it runs layer
+//! norm and GELU as fused kernels (src/kernels/) where burn's layers compose them.
 
+use crate::kernels;
 use crate::spec::PosEncoding;
+use burn::nn::activation::Activation;
 use burn::nn::attention::MultiHeadAttention;
-use burn::nn::transformer::{TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer};
-use burn::nn::Linear;
+use burn::nn::transformer::{
+    PositionWiseFeedForward, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer,
+};
+use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::{quiet_softmax, softmax};
+use burn::tensor::DType;
 
 /// A position scheme applied inside self-attention rather than added to the embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +191,35 @@ pub fn alibi_slopes(n_heads: usize) -> Vec<f64> {
     slopes
 }
 
+/// `norm.forward(x)`, through the fused kernel on the CPU backend.
+pub fn norm(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
+    if !kernels::available(&x.device()) || norm.gamma.val().dtype() != DType::F32 {
+        return norm.forward(x);
+    }
+    let gamma = norm.gamma.val();
+    let beta = match &norm.beta {
+        Some(b) => b.val(),
+        None => gamma.zeros_like(),
+    };
+    kernels::layer_norm(x, gamma, beta)
+}
+
+/// `pwff.forward(x)`, with GELU through the fused kernel on the CPU backend.
+fn feed_forward(pwff: &PositionWiseFeedForward, x: Tensor<3>) -> Tensor<3> {
+    let fused = kernels::available(&x.device()) && matches!(pwff.activation, Activation::Gelu(_));
+    if !fused {
+        return pwff.forward(x);
+    }
+    let x = kernels::gelu(pwff.linear_inner.forward(x));
+    pwff.linear_outer.forward(pwff.dropout.forward(x))
+}
+
+/// Whether the models run their layers through this file even without a relative scheme:
+/// on the CPU backend, where the replay uses the fused kernels.
+pub fn replay(device: &Device) -> bool {
+    kernels::available(device)
+}
+
 /// One encoder layer (`TransformerEncoderLayer::forward`'s order): the output and the
 /// self-attention weights.
 pub fn encoder_layer(
@@ -193,21 +229,21 @@ pub fn encoder_layer(
     relative: Option<Relative>,
 ) -> (Tensor<3>, Tensor<4>) {
     let normed = if layer.norm_first {
-        layer.norm_2.forward(x.clone())
+        norm(&layer.norm_2, x.clone())
     } else {
         x.clone()
     };
     let (context, weights) = self_attention(&layer.mha, normed, masks, relative);
     let mut x = x + layer.dropout.forward(context);
     let r = if layer.norm_first {
-        layer.norm_1.forward(x.clone())
+        norm(&layer.norm_1, x.clone())
     } else {
-        x = layer.norm_1.forward(x);
+        x = norm(&layer.norm_1, x);
         x.clone()
     };
-    let mut x = x + layer.dropout.forward(layer.pwff.forward(r));
+    let mut x = x + layer.dropout.forward(feed_forward(&layer.pwff, r));
     if !layer.norm_first {
-        x = layer.norm_2.forward(x);
+        x = norm(&layer.norm_2, x);
     }
     (x, weights)
 }
@@ -257,29 +293,29 @@ pub fn decoder_layer(
 ) -> (Tensor<3>, Tensor<4>) {
     let pre = layer.norm_first;
     let r = if pre {
-        layer.norm_3.forward(x.clone())
+        norm(&layer.norm_3, x.clone())
     } else {
         x.clone()
     };
     let (context, _) = self_attention(&layer.self_attn, r, target, relative);
     let mut x = x + layer.dropout.forward(context);
     let r = if pre {
-        layer.norm_1.forward(x.clone())
+        norm(&layer.norm_1, x.clone())
     } else {
-        x = layer.norm_1.forward(x);
+        x = norm(&layer.norm_1, x);
         x.clone()
     };
     let (context, cross) = attend(&layer.cross_attn, r, memory.clone(), source, None);
     let mut x = x + layer.dropout.forward(context);
     let r = if pre {
-        layer.norm_2.forward(x.clone())
+        norm(&layer.norm_2, x.clone())
     } else {
-        x = layer.norm_2.forward(x);
+        x = norm(&layer.norm_2, x);
         x.clone()
     };
-    let mut x = x + layer.dropout.forward(layer.pwff.forward(r));
+    let mut x = x + layer.dropout.forward(feed_forward(&layer.pwff, r));
     if !pre {
-        x = layer.norm_3.forward(x);
+        x = norm(&layer.norm_3, x);
     }
     (x, cross)
 }
@@ -300,6 +336,67 @@ mod tests {
 
     fn input(batch: usize, len: usize, device: &Device) -> Tensor<3> {
         Tensor::random([batch, len, 8], Distribution::Normal(0.0, 1.0), device)
+    }
+
+    /// Values and gradients (of the input and every parameter) of `ours` and burn's `theirs`
+    /// under Σ w ⊙ out, on the autodiff CPU device, where `ours` runs the fused kernels.
+    fn same_values_and_gradients<M: Module>(
+        module: &M,
+        ours: impl Fn(&M, Tensor<3>) -> Tensor<3>,
+        theirs: impl Fn(&M, Tensor<3>) -> Tensor<3>,
+        params: impl Fn(&M, &burn::tensor::Gradients) -> Vec<Tensor<1>>,
+    ) {
+        let device = Device::flex().autodiff();
+        let x = Tensor::random([3, 5, 8], Distribution::Normal(0.5, 2.0), &device);
+        let w = Tensor::random([3, 5, 8], Distribution::Normal(0.0, 1.0), &device);
+        let mut results = Vec::new();
+        for run in [&ours as &dyn Fn(&M, Tensor<3>) -> Tensor<3>, &theirs] {
+            let x = x.clone().require_grad();
+            let out = run(module, x.clone());
+            let grads = (out.clone() * w.clone()).sum().backward();
+            let mut all = vec![x.grad(&grads).unwrap().flatten(0, 2)];
+            all.extend(params(module, &grads));
+            results.push((out, all));
+        }
+        let (theirs, ours) = (results.pop().unwrap(), results.pop().unwrap());
+        assert!(max_diff(ours.0, theirs.0) < 1e-5, "outputs differ");
+        for (i, (a, b)) in ours.1.into_iter().zip(theirs.1).enumerate() {
+            let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+            let err = max_diff(a, b) / scale;
+            assert!(err < 1e-4, "gradient {i} differs: relative {err:e}");
+        }
+    }
+
+    #[test]
+    fn fused_layer_norm_and_gelu_match_burns_in_values_and_gradients() {
+        let device = Device::flex().autodiff();
+        let norm_layer = burn::nn::LayerNormConfig::new(8).init(&device);
+        same_values_and_gradients(
+            &norm_layer,
+            norm,
+            |m, x| m.forward(x),
+            |m, g| {
+                vec![
+                    m.gamma.grad(g).unwrap(),
+                    m.beta.as_ref().unwrap().grad(g).unwrap(),
+                ]
+            },
+        );
+        let pwff = burn::nn::transformer::PositionWiseFeedForwardConfig::new(8, 16)
+            .with_dropout(0.0)
+            .init(&device);
+        same_values_and_gradients(
+            &pwff,
+            feed_forward,
+            |m, x| m.forward(x),
+            |m, g| {
+                let inner = &m.linear_inner;
+                vec![
+                    inner.weight.grad(g).unwrap().flatten(0, 1),
+                    inner.bias.as_ref().unwrap().grad(g).unwrap(),
+                ]
+            },
+        );
     }
 
     #[test]

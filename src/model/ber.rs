@@ -41,7 +41,7 @@ impl Ber {
         let pad = tokens.clone().equal_elem(PAD as i64);
         let x = self.embed.forward(tokens);
         let x = match self.embed.relative() {
-            None => self
+            None if !attention::replay(&x.device()) => self
                 .encoder
                 .forward(TransformerEncoderInput::new(x).mask_pad(pad)),
             relative => {
@@ -52,7 +52,7 @@ impl Ber {
                 attention::encode(&self.encoder, x, &masks, relative)
             }
         };
-        self.head.forward(self.norm.forward(x))
+        self.head.forward(attention::norm(&self.norm, x))
     }
 
     /// Fills `slots` mask tokens after each prompt in one pass; prompts of one length are

@@ -44,7 +44,7 @@ impl Gpt {
         // sees a later (padded) one.
         let x = self.embed.forward(tokens);
         let x = match self.embed.relative() {
-            None => self
+            None if !attention::replay(&x.device()) => self
                 .blocks
                 .forward(TransformerEncoderInput::new(x).mask_attn(mask)),
             relative => {
@@ -55,7 +55,7 @@ impl Gpt {
                 attention::encode(&self.blocks, x, &masks, relative)
             }
         };
-        self.head.forward(self.norm.forward(x))
+        self.head.forward(attention::norm(&self.norm, x))
     }
 
     fn cached(

@@ -55,7 +55,7 @@ impl Tra {
     pub fn forward(&self, source: Tensor<2, Int>, tokens: Tensor<2, Int>) -> Tensor<3> {
         let (memory, source_pad) = self.encode(source);
         let x = self.decode(tokens, memory, Some(source_pad));
-        self.head.forward(self.norm.forward(x))
+        self.head.forward(attention::norm(&self.norm, x))
     }
 
     /// The decoder over `tokens` [batch, len] attending to `memory`: burn's, or replayed
@@ -69,13 +69,14 @@ impl Tra {
         let [batch, len] = tokens.dims();
         let causal = generate_autoregressive_mask(batch, len, &tokens.device());
         let x = self.target_embed.forward(tokens);
-        let Some(relative) = self.target_embed.relative() else {
+        let relative = self.target_embed.relative();
+        if relative.is_none() && !attention::replay(&x.device()) {
             let mut input = TransformerDecoderInput::new(x, memory).target_mask_attn(causal);
             if let Some(pad) = source_pad {
                 input = input.memory_mask_pad(pad);
             }
             return self.decoder.forward(input);
-        };
+        }
         let target = Masks {
             pad: None,
             attn: Some(causal),
@@ -86,7 +87,7 @@ impl Tra {
         };
         let mut x = x;
         for layer in &self.decoder.layers {
-            x = attention::decoder_layer(layer, x, &memory, &target, &source, Some(relative)).0;
+            x = attention::decoder_layer(layer, x, &memory, &target, &source, relative).0;
         }
         x
     }
@@ -96,7 +97,7 @@ impl Tra {
         let pad = source.clone().equal_elem(PAD as i64);
         let x = self.source_embed.forward(source);
         let memory = match self.source_embed.relative() {
-            None => self
+            None if !attention::replay(&x.device()) => self
                 .encoder
                 .forward(TransformerEncoderInput::new(x).mask_pad(pad.clone())),
             relative => {
