@@ -10,7 +10,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod explain;
-pub mod kernels;
+pub use bracket_kernels as kernels;
 pub mod limits;
 pub mod logging;
 pub mod merge;

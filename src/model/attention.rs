@@ -5,7 +5,7 @@
 //! `TransformerEncoderLayer::forward` and `TransformerDecoderLayer::forward` of burn 0.22.1;
 //! tests check that the replay without a relative scheme gives burn's own outputs. On the
 //! CPU backend the models train through the replay with every scheme, since it runs layer
-//! norm and GELU as fused kernels (src/kernels/) where burn's layers compose them.
+//! norm and GELU as fused kernels (crates/kernels/src/) where burn's layers compose them.
 
 use crate::kernels;
 use crate::spec::PosEncoding;

@@ -57,7 +57,7 @@ pub struct ExperimentSpec {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Kernels {
-    /// One operation per layer on raw storage (src/kernels/): the fast path.
+    /// One operation per layer on raw storage (crates/kernels/src/): the fast path.
     Fused,
     /// burn's operations one by one: the reference the fused kernels are tested against.
     Composed,

@@ -120,8 +120,8 @@ pub(crate) fn interrupted_and_resumed(
     ws.write("long.toml", spec);
     let whole = ws.run_ok("long.toml", &["experiment.name=whole"]);
 
-    let child = Command::new(assert_cmd::cargo::cargo_bin("runner"))
-        .current_dir(ws.path())
+    let child = ws
+        .process()
         .args(["run", "long.toml", "experiment.name=cut"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -43,7 +43,12 @@ impl Workspace {
 
     /// `runner` with this directory as its working directory and no RUNNER_ variables.
     pub fn runner(&self) -> Command {
-        let mut cmd = Command::cargo_bin("runner").expect("runner binary");
+        Command::from_std(self.process())
+    }
+
+    /// [`Self::runner`] as a plain process, for a test that spawns and signals it.
+    pub fn process(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"));
         cmd.current_dir(self.path());
         for (key, _) in std::env::vars() {
             if key.starts_with("RUNNER_") {

@@ -1,4 +1,4 @@
-//! Fused CPU kernels with hand-written backward passes (issue 11): what burn-flex runs as
+//! Fused CPU kernels with hand-written backward passes for bracket-closer (issue 11): what burn-flex runs as
 //! many small operations, each with its own libm loop and autodiff node, done here in one
 //! operation per layer on raw f32 storage. Only for burn-flex (with or without autodiff);
 //! every other backend keeps the composed path, which also stays the oracle in the tests.
@@ -9,6 +9,8 @@ pub mod lstm;
 pub mod math;
 pub mod norm;
 mod ops;
+#[cfg(test)]
+mod testing;
 
 pub use ops::{gelu, gru_sequence, layer_norm, lstm_sequence};
 
@@ -41,4 +43,36 @@ pub(crate) fn block_rows(batch: usize) -> usize {
     } else {
         batch.div_ceil(threads)
     }
+}
+
+/// The weight gradients of a recurrent layer from one block of rows: dU = Σ h_{t-1}ᵀ dG_t
+/// as one product over every (row, step), `prev` [rows, H] and `dg` [rows, width], and
+/// dbu = Σ dG.
+pub(crate) fn weight_grads(hidden: usize, prev: &[f32], dg: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    use gemm::{matmul, View};
+    let rows = prev.len() / hidden;
+    let width = dg.len() / rows.max(1);
+    let mut du = vec![0.0; hidden * width];
+    let (dv, pv, gv) = (
+        View::dense(hidden, width),
+        View::dense(rows, hidden).t(),
+        View::dense(rows, width),
+    );
+    matmul(&mut du, dv, prev, pv, dg, gv, false);
+    let mut dbu = vec![0.0; width];
+    for row in dg.chunks_exact(width) {
+        dbu.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+    }
+    (du, dbu)
+}
+
+/// The blocks' weight gradients summed, in block order (so a run is repeatable).
+pub(crate) fn sum_blocks(blocks: Vec<(Vec<f32>, Vec<f32>)>) -> (Vec<f32>, Vec<f32>) {
+    let mut blocks = blocks.into_iter();
+    let (mut du, mut dbu) = blocks.next().expect("at least one block");
+    for (pu, pb) in blocks {
+        du.iter_mut().zip(&pu).for_each(|(a, b)| *a += b);
+        dbu.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
+    }
+    (du, dbu)
 }

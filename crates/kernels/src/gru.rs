@@ -12,9 +12,9 @@
 //! Rows of the batch are independent, so the batch is split into one block per rayon
 //! thread; the backward pass sums the blocks' weight gradients.
 
-use super::block_rows;
 use super::gemm::{matmul, View};
 use super::math::{sigmoid1, tanh1, with_simd};
+use super::{block_rows, sum_blocks, weight_grads};
 use rayon::prelude::*;
 
 /// The sizes of one call.
@@ -100,12 +100,7 @@ pub fn backward(d: Dims, u: &[f32], h0: &[f32], hs: &[f32], saved: &Saved, dhs: 
             with_simd(|| backward_block(block, u, h0, hs, gates, gn, dhs, dxp, dh0))
         })
         .collect();
-    let mut du = vec![0.0; h * 3 * h];
-    let mut dbu = vec![0.0; 3 * h];
-    for (pu, pb) in partial {
-        du.iter_mut().zip(&pu).for_each(|(a, b)| *a += b);
-        dbu.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
-    }
+    let (du, dbu) = sum_blocks(partial);
     Grads {
         xp: dxp,
         u: du,
@@ -259,23 +254,7 @@ fn backward_block(
         );
     }
     dh0.copy_from_slice(&dh);
-    let mut du = vec![0.0; h * h3];
-    matmul(
-        &mut du,
-        View::dense(h, h3),
-        &prev_all,
-        View::dense(rows, h).t(),
-        &dg,
-        View::dense(rows, h3),
-        false,
-    );
-    let mut dbu = vec![0.0; h3];
-    for row in dg.chunks_exact(h3) {
-        for j in 0..h3 {
-            dbu[j] += row[j];
-        }
-    }
-    (du, dbu)
+    weight_grads(h, &prev_all, &dg)
 }
 
 /// One row at one step of the backward pass: from z, r, n, gn, h_{t-1} and the output's
@@ -306,6 +285,7 @@ fn backward_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{assert_gradients, values, SIZES};
 
     /// A plain, obviously right GRU step loop in f64, the oracle for the kernel.
     fn reference(d: Dims, xp: &[f32], u: &[f32], bu: &[f32], h0: &[f32]) -> Vec<f64> {
@@ -336,16 +316,6 @@ mod tests {
         out
     }
 
-    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) as f32 / u32::MAX as f32
-                    - 0.5)
-                    * scale
-            })
-            .collect()
-    }
-
     fn case(d: Dims) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
         let h = d.hidden;
         (
@@ -358,18 +328,7 @@ mod tests {
 
     #[test]
     fn forward_matches_a_plain_loop() {
-        for d in [
-            Dims {
-                batch: 3,
-                len: 5,
-                hidden: 4,
-            },
-            Dims {
-                batch: 40,
-                len: 3,
-                hidden: 16,
-            },
-        ] {
+        for d in SIZES {
             let (xp, u, bu, h0) = case(d);
             let (hs, _) = forward(d, &xp, &u, &bu, &h0);
             let want = reference(d, &xp, &u, &bu, &h0);
@@ -394,33 +353,11 @@ mod tests {
         let w = values(d.batch * d.len * d.hidden, 5, 2.0);
         let (hs, saved) = forward(d, &xp, &u, &bu, &h0);
         let grads = backward(d, &u, &h0, &hs, &saved, &w);
-        let loss = |xp: &[f32], u: &[f32], bu: &[f32], h0: &[f32]| -> f64 {
-            reference(d, xp, u, bu, h0)
-                .iter()
-                .zip(&w)
-                .map(|(a, b)| a * *b as f64)
-                .sum()
+        let loss = |a: &[Vec<f32>]| -> f64 {
+            let out = reference(d, &a[0], &a[1], &a[2], &a[3]);
+            out.iter().zip(&w).map(|(x, y)| x * *y as f64).sum()
         };
-        let eps = 1e-3;
-        let check = |name: &str, which: usize, got: &[f32]| {
-            for i in 0..got.len() {
-                let mut args = [xp.clone(), u.clone(), bu.clone(), h0.clone()];
-                args[which][i] += eps;
-                let up = loss(&args[0], &args[1], &args[2], &args[3]);
-                args[which][i] -= 2.0 * eps;
-                let down = loss(&args[0], &args[1], &args[2], &args[3]);
-                let numeric = (up - down) / (2.0 * eps as f64);
-                let err = (got[i] as f64 - numeric).abs();
-                assert!(
-                    err < 2e-3 * (1.0 + numeric.abs()),
-                    "d{name}[{i}]: {} vs {numeric}",
-                    got[i]
-                );
-            }
-        };
-        check("xp", 0, &grads.xp);
-        check("u", 1, &grads.u);
-        check("bu", 2, &grads.bu);
-        check("h0", 3, &grads.h0);
+        let got = [&grads.xp[..], &grads.u, &grads.bu, &grads.h0];
+        assert_gradients(&[xp, u, bu, h0], &got, loss);
     }
 }

@@ -6,9 +6,9 @@
 //! The output holds h and c of every step side by side, [batch, len, 2H], so that the
 //! final cell state (which decoding carries) is part of the one operation.
 
-use super::block_rows;
 use super::gemm::{matmul, View};
 use super::math::{sigmoid1, tanh1, with_simd};
+use super::{block_rows, sum_blocks, weight_grads};
 use rayon::prelude::*;
 
 pub use super::gru::Dims;
@@ -119,12 +119,7 @@ pub fn backward(
             },
         )
         .collect();
-    let mut du = vec![0.0; h * 4 * h];
-    let mut dbu = vec![0.0; 4 * h];
-    for (pu, pb) in partial {
-        du.iter_mut().zip(&pu).for_each(|(a, b)| *a += b);
-        dbu.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
-    }
+    let (du, dbu) = sum_blocks(partial);
     Grads {
         xp: dxp,
         u: du,
@@ -304,28 +299,13 @@ fn backward_block(
     }
     dh0.copy_from_slice(&dh);
     dc0.copy_from_slice(&dc);
-    let mut du = vec![0.0; h * h4];
-    matmul(
-        &mut du,
-        View::dense(h, h4),
-        &prev_all,
-        View::dense(rows, h).t(),
-        dxp,
-        View::dense(rows, h4),
-        false,
-    );
-    let mut dbu = vec![0.0; h4];
-    for row in dxp.chunks_exact(h4) {
-        for j in 0..h4 {
-            dbu[j] += row[j];
-        }
-    }
-    (du, dbu)
+    weight_grads(h, &prev_all, dxp)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{assert_gradients, values, SIZES};
 
     /// A plain LSTM step loop in f64: [batch, len, 2H] of h and c.
     fn reference(d: Dims, xp: &[f32], u: &[f32], bu: &[f32], h0: &[f32], c0: &[f32]) -> Vec<f64> {
@@ -356,16 +336,6 @@ mod tests {
         out
     }
 
-    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) as f32 / u32::MAX as f32
-                    - 0.5)
-                    * scale
-            })
-            .collect()
-    }
-
     type Case = [Vec<f32>; 5];
 
     fn case(d: Dims) -> Case {
@@ -381,18 +351,7 @@ mod tests {
 
     #[test]
     fn forward_matches_a_plain_loop() {
-        for d in [
-            Dims {
-                batch: 3,
-                len: 5,
-                hidden: 4,
-            },
-            Dims {
-                batch: 40,
-                len: 3,
-                hidden: 16,
-            },
-        ] {
+        for d in SIZES {
             let [xp, u, bu, h0, c0] = case(d);
             let (out, _) = forward(d, &xp, &u, &bu, &h0, &c0);
             let want = reference(d, &xp, &u, &bu, &h0, &c0);
@@ -417,31 +376,11 @@ mod tests {
         let w = values(d.batch * d.len * 2 * d.hidden, 5, 2.0);
         let (out, saved) = forward(d, &xp, &u, &bu, &h0, &c0);
         let grads = backward(d, &u, &h0, &c0, &out, &saved, &w);
-        let loss = |a: &Case| -> f64 {
-            reference(d, &a[0], &a[1], &a[2], &a[3], &a[4])
-                .iter()
-                .zip(&w)
-                .map(|(x, y)| x * *y as f64)
-                .sum()
+        let loss = |a: &[Vec<f32>]| -> f64 {
+            let out = reference(d, &a[0], &a[1], &a[2], &a[3], &a[4]);
+            out.iter().zip(&w).map(|(x, y)| x * *y as f64).sum()
         };
-        let eps = 1e-3;
-        for (which, got) in [&grads.xp, &grads.u, &grads.bu, &grads.h0, &grads.c0]
-            .into_iter()
-            .enumerate()
-        {
-            for i in 0..got.len() {
-                let mut a = args.clone();
-                a[which][i] += eps;
-                let up = loss(&a);
-                a[which][i] -= 2.0 * eps;
-                let numeric = (up - loss(&a)) / (2.0 * eps as f64);
-                let err = (got[i] as f64 - numeric).abs();
-                assert!(
-                    err < 2e-3 * (1.0 + numeric.abs()),
-                    "input {which}[{i}]: {} vs {numeric}",
-                    got[i]
-                );
-            }
-        }
+        let got = [&grads.xp[..], &grads.u, &grads.bu, &grads.h0, &grads.c0];
+        assert_gradients(&args, &got, loss);
     }
 }

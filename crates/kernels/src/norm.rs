@@ -92,16 +92,7 @@ pub fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) as f32 / u32::MAX as f32
-                    - 0.5)
-                    * scale
-            })
-            .collect()
-    }
+    use crate::testing::{assert_gradients, values};
 
     /// Σ w ⊙ y in f64.
     fn loss(d: usize, x: &[f32], gamma: &[f32], beta: &[f32], w: &[f32]) -> f64 {
@@ -130,22 +121,9 @@ mod tests {
         let w = values(4 * d, 4, 2.0);
         let (_, mean, rstd) = forward(d, &x, &gamma, &beta, 1e-5);
         let (dx, dgamma, dbeta) = backward(d, &x, &gamma, &mean, &rstd, &w);
-        let eps = 1e-3;
-        let args = [x.clone(), gamma.clone(), beta.clone()];
-        for (which, got) in [&dx, &dgamma, &dbeta].into_iter().enumerate() {
-            for i in 0..got.len() {
-                let mut a = args.clone();
-                a[which][i] += eps;
-                let up = loss(d, &a[0], &a[1], &a[2], &w);
-                a[which][i] -= 2.0 * eps;
-                let numeric = (up - loss(d, &a[0], &a[1], &a[2], &w)) / (2.0 * eps as f64);
-                let err = (got[i] as f64 - numeric).abs();
-                assert!(
-                    err < 2e-3 * (1.0 + numeric.abs()),
-                    "input {which}[{i}]: {} vs {numeric}",
-                    got[i]
-                );
-            }
-        }
+        let got = [&dx[..], &dgamma, &dbeta];
+        assert_gradients(&[x, gamma, beta], &got, |a| {
+            loss(d, &a[0], &a[1], &a[2], &w)
+        });
     }
 }

@@ -8,6 +8,7 @@ use super::{lstm, math, norm};
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, DType, Dispatch, Flex, TensorData};
@@ -147,6 +148,18 @@ fn lstm_forward([xp, u, bu, h0, c0]: [&FlexTensor; 5]) -> (FlexTensor, lstm::Sav
     (tensor(out, &[d.batch, d.len, 2 * d.hidden]), saved)
 }
 
+/// Hands each tracked parent its gradient, made a tensor of the given shape.
+fn register<const N: usize>(
+    grads: &mut Gradients,
+    parents: [(Option<NodeId>, Vec<f32>, Vec<usize>); N],
+) {
+    for (node, grad, shape) in parents {
+        if let Some(id) = node {
+            grads.register::<Flex>(id, tensor(grad, &shape));
+        }
+    }
+}
+
 /// `f` applied to every element of `x`, into a new tensor of its shape.
 fn map(x: &FlexTensor, f: fn(&mut [f32])) -> FlexTensor {
     let mut out = values(x).into_owned();
@@ -237,15 +250,14 @@ impl Backward<Flex, 3> for NormBackward {
             &values(&dy),
         );
         let [x, gamma, beta] = ops.parents;
-        for (node, grad, shape) in [
-            (x, dx, s.x.layout().shape().to_vec()),
-            (gamma, dgamma, vec![d]),
-            (beta, dbeta, vec![d]),
-        ] {
-            if let Some(node) = node {
-                grads.register::<Flex>(node.id, tensor(grad, &shape));
-            }
-        }
+        register(
+            grads,
+            [
+                (x.map(|n| n.id), dx, s.x.layout().shape().to_vec()),
+                (gamma.map(|n| n.id), dgamma, vec![d]),
+                (beta.map(|n| n.id), dbeta, vec![d]),
+            ],
+        );
     }
 }
 
@@ -281,17 +293,16 @@ impl Backward<Flex, 5> for LstmBackward {
         );
         let [xp, u, bu, h0, c0] = ops.parents;
         let h = d.hidden;
-        for (node, grad, shape) in [
-            (xp, g.xp, vec![d.batch, d.len, 4 * h]),
-            (u, g.u, vec![h, 4 * h]),
-            (bu, g.bu, vec![4 * h]),
-            (h0, g.h0, vec![d.batch, h]),
-            (c0, g.c0, vec![d.batch, h]),
-        ] {
-            if let Some(node) = node {
-                grads.register::<Flex>(node.id, tensor(grad, &shape));
-            }
-        }
+        register(
+            grads,
+            [
+                (xp.map(|n| n.id), g.xp, vec![d.batch, d.len, 4 * h]),
+                (u.map(|n| n.id), g.u, vec![h, 4 * h]),
+                (bu.map(|n| n.id), g.bu, vec![4 * h]),
+                (h0.map(|n| n.id), g.h0, vec![d.batch, h]),
+                (c0.map(|n| n.id), g.c0, vec![d.batch, h]),
+            ],
+        );
     }
 }
 
@@ -325,16 +336,15 @@ impl Backward<Flex, 4> for GruBackward {
         );
         let [xp, u, bu, h0] = ops.parents;
         let h = d.hidden;
-        for (node, grad, shape) in [
-            (xp, g.xp, vec![d.batch, d.len, 3 * h]),
-            (u, g.u, vec![h, 3 * h]),
-            (bu, g.bu, vec![3 * h]),
-            (h0, g.h0, vec![d.batch, h]),
-        ] {
-            if let Some(node) = node {
-                grads.register::<Flex>(node.id, tensor(grad, &shape));
-            }
-        }
+        register(
+            grads,
+            [
+                (xp.map(|n| n.id), g.xp, vec![d.batch, d.len, 3 * h]),
+                (u.map(|n| n.id), g.u, vec![h, 3 * h]),
+                (bu.map(|n| n.id), g.bu, vec![3 * h]),
+                (h0.map(|n| n.id), g.h0, vec![d.batch, h]),
+            ],
+        );
     }
 }
 
