@@ -144,7 +144,7 @@ fn gru_from(gru: &Gru, input: LayerInput, state: Option<Tensor<2>>) -> (Tensor<3
     let h = state.unwrap_or_else(|| Tensor::zeros([batch, gru.d_hidden], &input.device()));
     let out = if !gru.reset_after || gru.clip.is_some() {
         gru.forward(input.features(), Some(h))
-    } else if fusable(gru, &input.device()) {
+    } else if fusable(&gru_gates(gru), &input.device()) {
         fused_gru(gru, input, h)
     } else {
         composed_gru(gru, input.features(), h)
@@ -229,9 +229,9 @@ fn f32_weights(gate: &GateController) -> bool {
         .all(|l| l.weight.val().dtype() == burn::tensor::DType::F32)
 }
 
-/// Whether the fused kernel runs this layer: burn-flex and f32 weights.
-fn fusable(gru: &Gru, device: &Device) -> bool {
-    kernels::available(device) && gru_gates(gru).iter().all(|g| f32_weights(g))
+/// Whether the fused kernel runs a layer with these gates: burn-flex and f32 weights.
+fn fusable(gates: &[&GateController], device: &Device) -> bool {
+    kernels::available(device) && gates.iter().all(|g| f32_weights(g))
 }
 
 /// Linear layers side by side: weights [d_in, Σ d_out] and biases [Σ d_out] (zeros where
@@ -295,7 +295,7 @@ fn lstm_from(
         &lstm.cell_gate,
         &lstm.output_gate,
     ];
-    if kernels::available(&input.device()) && gates.iter().all(|g| f32_weights(g)) {
+    if fusable(&gates, &input.device()) {
         fused_lstm(gates, input, h, c)
     } else {
         composed_lstm(lstm, forget_gate, input.features(), h, c)

@@ -107,28 +107,12 @@ pub fn with_simd<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// A slice version of a scalar function, through [`with_simd`].
 macro_rules! dispatched {
     ($(#[$doc:meta])* $name:ident, $scalar:ident) => {
         $(#[$doc])*
         pub fn $name(values: &mut [f32]) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    #[target_feature(enable = "avx2,fma")]
-                    unsafe fn wide(values: &mut [f32]) {
-                        for v in values.iter_mut() {
-                            *v = $scalar(*v);
-                        }
-                    }
-                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                    return unsafe { wide(values) };
-                }
-            }
-            for v in values.iter_mut() {
-                *v = $scalar(*v);
-            }
+            with_simd(|| values.iter_mut().for_each(|v| *v = $scalar(*v)))
         }
     };
 }

@@ -120,17 +120,13 @@ fn dims(xp: &FlexTensor, u: &FlexTensor, gates: usize) -> Dims {
     Dims { batch, len, hidden }
 }
 
-fn gru_dims(xp: &FlexTensor, u: &FlexTensor) -> Dims {
-    dims(xp, u, 3)
-}
-
 fn gru_forward(
     xp: &FlexTensor,
     u: &FlexTensor,
     bu: &FlexTensor,
     h0: &FlexTensor,
 ) -> (FlexTensor, Saved) {
-    let d = gru_dims(xp, u);
+    let d = dims(xp, u, 3);
     let (hs, saved) = gru::forward(d, &values(xp), &values(u), &values(bu), &values(h0));
     (tensor(hs, &[d.batch, d.len, d.hidden]), saved)
 }
@@ -368,7 +364,7 @@ impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
                     h0.primitive(),
                 );
                 let state = GruState {
-                    dims: gru_dims(xp.primitive(), u.primitive()),
+                    dims: dims(xp.primitive(), u.primitive(), 3),
                     u: u.primitive().clone(),
                     h0: h0.primitive().clone(),
                     hs: hs.clone(),
