@@ -58,6 +58,19 @@ pub fn set_threads(threads: usize) {
         .build_global();
 }
 
+/// Whether `device` computes on the CPU (flex or ndarray), whose thread pool
+/// [`set_threads`] sizes.
+pub fn is_cpu(device: &Device) -> bool {
+    use burn::backend::DispatchDevice;
+    match device.clone().inner().as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "ndarray")]
+        DispatchDevice::NdArray(_) => true,
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}
+
 /// Applies `experiment.kernels` to this process (a worker runs its trials one at a time).
 pub fn set_kernels(kernels: crate::spec::Kernels) {
     crate::kernels::set_enabled(kernels == crate::spec::Kernels::Fused);

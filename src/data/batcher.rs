@@ -60,6 +60,39 @@ pub struct Batch {
     pub len: usize,
 }
 
+impl Batch {
+    /// The batch cut into `parts` runs of consecutive rows, as even as the rows allow (each
+    /// keeps the batch's width), with each part's count of scored targets (not PAD).
+    pub fn split_rows(&self, parts: usize) -> Vec<(Batch, usize)> {
+        let per = self.size.div_ceil(parts.max(1)).max(1);
+        let targets: Vec<i64> = self.targets.to_data().iter::<i64>().collect();
+        let device = self.tokens.device();
+        (0..self.size)
+            .step_by(per)
+            .map(|start| {
+                let rows = start..(start + per).min(self.size);
+                let cells = rows.start * self.len..rows.end * self.len;
+                let scored = targets[cells.clone()]
+                    .iter()
+                    .filter(|&&t| t != PAD as i64)
+                    .count();
+                let part = Batch {
+                    source: self.source.clone().map(|s| s.slice(rows.clone())),
+                    tokens: self.tokens.clone().slice(rows.clone()),
+                    targets: Tensor::from_data(
+                        TensorData::new(targets[cells.clone()].to_vec(), [cells.len()]),
+                        &device,
+                    ),
+                    answer_ids: self.answer_ids[cells].to_vec(),
+                    size: rows.len(),
+                    len: self.len,
+                };
+                (part, scored)
+            })
+            .collect()
+    }
+}
+
 /// Host-side rows before they become tensors.
 struct Rows {
     width: usize,

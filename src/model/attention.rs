@@ -47,20 +47,10 @@ pub struct Masks {
     pub attn: Option<Tensor<3, Bool>>,
 }
 
-/// Self-attention of `mha` over `x` [batch, len, d_model] with the scheme applied to
-/// queries and keys (rope) or scores (alibi): the context [batch, len, d_model] and the
-/// weights [batch, heads, len, len].
-pub fn self_attention(
-    mha: &MultiHeadAttention,
-    x: Tensor<3>,
-    masks: &Masks,
-    relative: Option<Relative>,
-) -> (Tensor<3>, Tensor<4>) {
-    attend(mha, x.clone(), x, masks, relative)
-}
-
-/// Attention of queries from `x` over keys and values from `memory`; a relative scheme only
-/// makes sense when both are one sequence, so cross-attention passes `None`.
+/// Attention of queries from `x` over keys and values from `memory` with the scheme
+/// applied to queries and keys (rope) or scores (alibi): the context [batch, len, d_model]
+/// and the weights [batch, heads, len, len]. A relative scheme only makes sense when both
+/// are one sequence, so cross-attention passes `None`.
 fn attend(
     mha: &MultiHeadAttention,
     x: Tensor<3>,
@@ -101,6 +91,94 @@ fn attend(
         .swap_dims(1, 2)
         .reshape([batch, len, d_model]);
     (mha.output.forward(context), weights)
+}
+
+/// What a layer hands back besides its output: each attention's weights (for `runner
+/// explain`), or nothing, which lets the CPU backend run the attention core as one fused
+/// kernel that never forms the weights as a tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keep {
+    Weights,
+    Output,
+}
+
+/// [`attend`], or the fused kernel when the weights are not wanted and it computes the
+/// same thing: on the CPU backend, without ALiBi (a bias the kernel does not add), weight
+/// dropout or quiet softmax.
+fn attend_keeping(
+    mha: &MultiHeadAttention,
+    x: Tensor<3>,
+    memory: Tensor<3>,
+    masks: &Masks,
+    relative: Option<Relative>,
+    keep: Keep,
+) -> (Tensor<3>, Option<Tensor<4>>) {
+    let fusable = keep == Keep::Output
+        && kernels::available(&x.device())
+        && relative != Some(Relative::Alibi)
+        && mha.dropout.prob == 0.0
+        && !mha.quiet_softmax
+        && x.dtype() == DType::F32;
+    if fusable {
+        return (fused_attention(mha, x, memory, masks, relative), None);
+    }
+    let (context, weights) = attend(mha, x, memory, masks, relative);
+    (context, Some(weights))
+}
+
+fn fused_attention(
+    mha: &MultiHeadAttention,
+    x: Tensor<3>,
+    memory: Tensor<3>,
+    masks: &Masks,
+    relative: Option<Relative>,
+) -> Tensor<3> {
+    let [batch, queries, _] = x.dims();
+    let keys = memory.dims()[1];
+    let mut q = mha.query.forward(x);
+    let mut k = mha.key.forward(memory.clone());
+    let v = mha.value.forward(memory);
+    if relative == Some(Relative::Rope) {
+        q = rope_side_by_side(q, mha.n_heads);
+        k = rope_side_by_side(k, mha.n_heads);
+    }
+    let mask = masks.combined(batch, queries, keys, &v.device());
+    let context = kernels::attention(q, k, v, mask, mha.n_heads, mha.min_float as f32);
+    mha.output.forward(context)
+}
+
+impl Masks {
+    /// Both masks as one [batch, queries, keys] (true = masked).
+    fn combined(
+        &self,
+        batch: usize,
+        queries: usize,
+        keys: usize,
+        device: &Device,
+    ) -> Tensor<3, Bool> {
+        let shape = [batch, queries, keys];
+        let pad = self
+            .pad
+            .clone()
+            .map(|p| p.reshape([batch, 1, keys]).expand(shape));
+        match (pad, self.attn.clone()) {
+            (Some(pad), Some(attn)) => pad.bool_or(attn),
+            (Some(mask), None) | (None, Some(mask)) => mask,
+            (None, None) => Tensor::from_data(
+                TensorData::new(vec![false; batch * queries * keys], shape),
+                device,
+            ),
+        }
+    }
+}
+
+/// [`rope`] of [batch, len, heads · d_k], the heads side by side as the projections give them.
+fn rope_side_by_side(x: Tensor<3>, n_heads: usize) -> Tensor<3> {
+    let [batch, len, d_model] = x.dims();
+    let split = x
+        .reshape([batch, len, n_heads, d_model / n_heads])
+        .swap_dims(1, 2);
+    rope(split).swap_dims(1, 2).reshape([batch, len, d_model])
 }
 
 /// [batch, len, d_model] -> [batch, heads, len, d_k] through one projection.
@@ -228,12 +306,24 @@ pub fn encoder_layer(
     masks: &Masks,
     relative: Option<Relative>,
 ) -> (Tensor<3>, Tensor<4>) {
+    let (x, weights) = encoder_layer_keeping(layer, x, masks, relative, Keep::Weights);
+    (x, weights.expect("weights were asked for"))
+}
+
+fn encoder_layer_keeping(
+    layer: &TransformerEncoderLayer,
+    x: Tensor<3>,
+    masks: &Masks,
+    relative: Option<Relative>,
+    keep: Keep,
+) -> (Tensor<3>, Option<Tensor<4>>) {
     let normed = if layer.norm_first {
         norm(&layer.norm_2, x.clone())
     } else {
         x.clone()
     };
-    let (context, weights) = self_attention(&layer.mha, normed, masks, relative);
+    let (context, weights) =
+        attend_keeping(&layer.mha, normed.clone(), normed, masks, relative, keep);
     let mut x = x + layer.dropout.forward(context);
     let r = if layer.norm_first {
         norm(&layer.norm_1, x.clone())
@@ -274,10 +364,9 @@ pub fn encode(
     masks: &Masks,
     relative: Option<Relative>,
 ) -> Tensor<3> {
-    blocks
-        .layers
-        .iter()
-        .fold(x, |x, layer| encoder_layer(layer, x, masks, relative).0)
+    blocks.layers.iter().fold(x, |x, layer| {
+        encoder_layer_keeping(layer, x, masks, relative, Keep::Output).0
+    })
 }
 
 /// One decoder layer (`TransformerDecoderLayer::forward`'s order): causal self-attention
@@ -291,13 +380,46 @@ pub fn decoder_layer(
     source: &Masks,
     relative: Option<Relative>,
 ) -> (Tensor<3>, Tensor<4>) {
+    let (x, cross) =
+        decoder_layer_keeping(layer, x, memory, [target, source], relative, Keep::Weights);
+    (x, cross.expect("weights were asked for"))
+}
+
+/// [`decoder_layer`]'s output alone.
+pub fn decode_layer(
+    layer: &TransformerDecoderLayer,
+    x: Tensor<3>,
+    memory: &Tensor<3>,
+    target: &Masks,
+    source: &Masks,
+    relative: Option<Relative>,
+) -> Tensor<3> {
+    decoder_layer_keeping(layer, x, memory, [target, source], relative, Keep::Output).0
+}
+
+fn decoder_layer_keeping(
+    layer: &TransformerDecoderLayer,
+    x: Tensor<3>,
+    memory: &Tensor<3>,
+    [target, source]: [&Masks; 2],
+    relative: Option<Relative>,
+    keep: Keep,
+) -> (Tensor<3>, Option<Tensor<4>>) {
     let pre = layer.norm_first;
     let r = if pre {
         norm(&layer.norm_3, x.clone())
     } else {
         x.clone()
     };
-    let (context, _) = self_attention(&layer.self_attn, r, target, relative);
+    // The self-attention weights are never returned: always fusable.
+    let (context, _) = attend_keeping(
+        &layer.self_attn,
+        r.clone(),
+        r,
+        target,
+        relative,
+        Keep::Output,
+    );
     let mut x = x + layer.dropout.forward(context);
     let r = if pre {
         norm(&layer.norm_1, x.clone())
@@ -305,7 +427,7 @@ pub fn decoder_layer(
         x = norm(&layer.norm_1, x);
         x.clone()
     };
-    let (context, cross) = attend(&layer.cross_attn, r, memory.clone(), source, None);
+    let (context, cross) = attend_keeping(&layer.cross_attn, r, memory.clone(), source, None, keep);
     let mut x = x + layer.dropout.forward(context);
     let r = if pre {
         norm(&layer.norm_2, x.clone())
@@ -359,7 +481,8 @@ mod tests {
             results.push((out, all));
         }
         let (theirs, ours) = (results.pop().unwrap(), results.pop().unwrap());
-        assert!(max_diff(ours.0, theirs.0) < 1e-5, "outputs differ");
+        let diff = max_diff(ours.0, theirs.0);
+        assert!(diff < 1e-5, "outputs differ by {diff}");
         for (i, (a, b)) in ours.1.into_iter().zip(theirs.1).enumerate() {
             let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
             let err = max_diff(a, b) / scale;
@@ -400,10 +523,64 @@ mod tests {
     }
 
     #[test]
+    fn fused_attention_matches_the_composed_one_in_values_and_gradients() {
+        let device = Device::flex().autodiff();
+        let mha = burn::nn::attention::MultiHeadAttentionConfig::new(8, 2)
+            .with_dropout(0.0)
+            .init(&device);
+        // Batch row 1 has its last two keys padded; row 2 every key (it attends uniformly).
+        let pad: Vec<bool> = (0..3)
+            .flat_map(|b| (0..5).map(move |j| (b == 1 && j >= 3) || b == 2))
+            .collect();
+        let pad = Tensor::<2, Bool>::from_data(TensorData::new(pad, [3, 5]), &device);
+        let causal = generate_autoregressive_mask(3, 5, &device);
+        let cases = [
+            (None, None),
+            (Some(pad.clone()), None),
+            (None, Some(causal.clone())),
+            (Some(pad), Some(causal)),
+        ];
+        let memory = Tensor::<3>::random([3, 5, 8], Distribution::Normal(0.0, 1.0), &device);
+        let params = |m: &MultiHeadAttention, g: &burn::tensor::Gradients| {
+            [&m.query, &m.key, &m.value, &m.output]
+                .iter()
+                .map(|l| l.weight.grad(g).unwrap().flatten(0, 1))
+                .collect()
+        };
+        for (pad, attn) in cases {
+            let masks = Masks { pad, attn };
+            for relative in [None, Some(Relative::Rope)] {
+                same_values_and_gradients(
+                    &mha,
+                    |m, x| attend_keeping(m, x.clone(), x, &masks, relative, Keep::Output).0,
+                    |m, x| attend(m, x.clone(), x, &masks, relative).0,
+                    params,
+                );
+            }
+            // Cross-attention: keys and values from another sequence.
+            let memory = &memory;
+            same_values_and_gradients(
+                &mha,
+                |m, x| attend_keeping(m, x, memory.clone(), &masks, None, Keep::Output).0,
+                |m, x| attend(m, x, memory.clone(), &masks, None).0,
+                params,
+            );
+        }
+        // The fused path was the one taken.
+        let x = input(3, 5, &device);
+        let (_, weights) =
+            attend_keeping(&mha, x.clone(), x, &Masks::default(), None, Keep::Output);
+        assert!(weights.is_none());
+    }
+
+    #[test]
     fn without_a_scheme_the_replay_is_burns_encoder_and_decoder() {
         let device = Device::flex();
         for norm_first in [true, false] {
+            // No dropout: the replay then runs the fused attention kernel (inference would
+            // skip dropout anyway, but the kernel is only chosen when it cannot apply).
             let enc = TransformerEncoderConfig::new(8, 16, 2, 2)
+                .with_dropout(0.0)
                 .with_norm_first(norm_first)
                 .init(&device);
             let x = input(3, 5, &device);
@@ -416,6 +593,7 @@ mod tests {
             assert!(max_diff(encode(&enc, x.clone(), &masks, None), theirs) < 1e-5);
 
             let dec = TransformerDecoderConfig::new(8, 16, 2, 1)
+                .with_dropout(0.0)
                 .with_norm_first(norm_first)
                 .init(&device);
             let memory = input(3, 4, &device);
@@ -477,14 +655,19 @@ mod tests {
         let mha = burn::nn::attention::MultiHeadAttentionConfig::new(8, 2).init(&device);
         // Identical tokens give identical raw scores: only the bias orders the weights.
         let x = input(1, 1, &device).repeat_dim(1, 6);
-        let (_, weights) =
-            self_attention(&mha, x.clone(), &Masks::default(), Some(Relative::Alibi));
+        let (_, weights) = attend(
+            &mha,
+            x.clone(),
+            x.clone(),
+            &Masks::default(),
+            Some(Relative::Alibi),
+        );
         let w: Vec<f32> = weights.to_data().iter().collect();
         for head in 0..2 {
             let row = &w[head * 36 + 5 * 6..head * 36 + 6 * 6]; // query 5
             assert!(row.windows(2).all(|p| p[0] < p[1]), "{row:?}");
         }
-        let (_, plain) = self_attention(&mha, x.clone(), &Masks::default(), None);
+        let (_, plain) = attend(&mha, x.clone(), x.clone(), &Masks::default(), None);
         let theirs = mha.forward(MhaInput::self_attn(x)).weights;
         assert!(max_diff(plain, theirs) < 1e-6);
     }

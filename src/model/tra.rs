@@ -87,7 +87,7 @@ impl Tra {
         };
         let mut x = x;
         for layer in &self.decoder.layers {
-            x = attention::decoder_layer(layer, x, &memory, &target, &source, relative).0;
+            x = attention::decode_layer(layer, x, &memory, &target, &source, relative);
         }
         x
     }

@@ -705,6 +705,10 @@ pub fn step(
     masks: Option<&crate::prune::Masks>,
     penalty: Option<(&rules::Rules, Vec<f32>, usize)>,
 ) -> (Model, f64, bool) {
+    let parts = parallel_parts(&batch);
+    if parts > 1 && penalty.is_none() {
+        return step_in_parts(model, optim, loss_fn, batch, lr, masks, parts);
+    }
     let logits = model.forward(&batch); // [batch, len, vocab]
     let [b, t, v] = logits.dims();
     let logits = logits.reshape([b * t, v]);
@@ -717,6 +721,81 @@ pub fn step(
         return (model, value, false);
     }
     (descend(model, optim, loss, lr, masks), value, true)
+}
+
+/// Rows of a part below which splitting a batch across threads costs more than it saves.
+const MIN_PART_ROWS: usize = 8;
+
+/// Into how many parts a training step splits `batch`: one per thread of the CPU pool
+/// (`experiment.threads`), as long as each part keeps [`MIN_PART_ROWS`] rows. At these
+/// model sizes no single operation is large enough to keep two cores busy, and burn's
+/// backward pass runs on one thread: the batch's rows are what divides.
+fn parallel_parts(batch: &Batch) -> usize {
+    if !crate::backend::is_cpu(&batch.tokens.device()) {
+        return 1;
+    }
+    rayon::current_num_threads()
+        .min(batch.size / MIN_PART_ROWS)
+        .max(1)
+}
+
+/// [`step`] with the batch's rows split into `parts` (see [`gradients_in_parts`]).
+fn step_in_parts(
+    model: Model,
+    optim: &mut ModuleOptimizer,
+    loss_fn: &CrossEntropyLoss,
+    batch: Batch,
+    lr: f64,
+    masks: Option<&crate::prune::Masks>,
+    parts: usize,
+) -> (Model, f64, bool) {
+    let (value, vocab, mut grads) = gradients_in_parts(&model, loss_fn, batch, parts);
+    if diverged(value, vocab) {
+        return (model, value, false);
+    }
+    if let Some(masks) = masks {
+        masks.apply(&mut grads);
+    }
+    (optim.step(lr, model, grads), value, true)
+}
+
+/// The loss of `batch`, the vocabulary size and the loss's gradients, with the batch's rows
+/// split into `parts`: each part's forward and backward pass on its own thread through its
+/// own copy of the model (a fork: the same weights under fresh autodiff nodes, so the
+/// parts' graphs share nothing and do not serialise on one lock), the gradients summed in
+/// part order (repeatable). Each part's loss is weighted by its share of the scored
+/// targets, so the sums are the whole batch's mean loss and its gradient.
+fn gradients_in_parts(
+    model: &Model,
+    loss_fn: &CrossEntropyLoss,
+    batch: Batch,
+    parts: usize,
+) -> (f64, usize, GradientsParams) {
+    use rayon::prelude::*;
+    let device = batch.tokens.device();
+    let split = batch.split_rows(parts);
+    let total = split.iter().map(|(_, n)| n).sum::<usize>().max(1) as f64;
+    let results: Vec<(f64, usize, GradientsParams)> = split
+        .into_par_iter()
+        .filter(|(_, scored)| *scored > 0)
+        .map(|(part, scored)| {
+            let share = scored as f64 / total;
+            let fork = model.clone().fork(&device);
+            let logits = fork.forward(&part);
+            let [b, t, v] = logits.dims();
+            let loss = loss_fn.forward(logits.reshape([b * t, v]), part.targets);
+            let value = f64::from(loss.clone().into_scalar::<f32>());
+            let grads = GradientsParams::from_grads(loss.mul_scalar(share).backward(), &fork);
+            (value * share, v, grads)
+        })
+        .collect();
+    let value = results.iter().map(|(value, _, _)| value).sum();
+    let vocab = results.first().map_or(2, |(_, v, _)| *v);
+    let mut sum = burn::optim::GradientsAccumulator::<Model>::new();
+    for (_, _, grads) in results {
+        sum.accumulate(model, grads);
+    }
+    (value, vocab, sum.grads())
 }
 
 /// One optimiser step down `loss`'s gradient; a pruned run's pruned weights get none.
@@ -838,6 +917,77 @@ impl EvalTrigger {
 #[cfg(test)]
 mod tests {
     use super::Status;
+
+    /// The largest difference between two sets of gradients of `model`'s parameters,
+    /// relative to the largest gradient, and how many parameters had both.
+    struct Compare<'a> {
+        a: &'a super::GradientsParams,
+        b: &'a super::GradientsParams,
+        worst: f32,
+        seen: usize,
+    }
+
+    impl burn::module::ModuleVisitor for Compare<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<super::Tensor<D>>) {
+            let (Some(a), Some(b)) = (self.a.get::<D>(param.id), self.b.get::<D>(param.id)) else {
+                return;
+            };
+            let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-3);
+            let diff = (a - b).abs().max().into_scalar::<f32>() / scale;
+            self.worst = self.worst.max(diff);
+            self.seen += 1;
+        }
+    }
+
+    #[test]
+    fn a_batch_split_across_threads_gives_the_whole_batchs_loss_and_gradients() {
+        use crate::data::{batcher::make_batch, dataset, Example};
+        use crate::model::{layout, loss_fn, Model};
+        use burn::module::Module;
+        use burn::prelude::*;
+        let device = Device::flex().autodiff();
+        for &arch in crate::spec::Arch::all() {
+            let mut spec = crate::spec::Spec::default();
+            spec.model.arch = arch;
+            spec.model.d_model = 16;
+            spec.model.d_hidden = 16;
+            let vocab = dataset::vocab(&spec);
+            // 19 rows: parts of 7, 7 and 5.
+            let examples = dataset::fresh(&spec, &vocab, 19, 3);
+            let refs: Vec<&Example> = examples.iter().collect();
+            let batch = make_batch(&refs, &vocab, layout(&spec, &vocab), &device, None);
+            let model = Model::init(&spec, vocab.size(), &device);
+            let loss_fn = loss_fn(&device);
+            let logits = model.forward(&batch);
+            let [b, t, v] = logits.dims();
+            let loss = loss_fn.forward(logits.reshape([b * t, v]), batch.targets.clone());
+            let whole_value = f64::from(loss.clone().into_scalar::<f32>());
+            let whole = super::GradientsParams::from_grads(loss.backward(), &model);
+            let (value, vocab_size, parts) = super::gradients_in_parts(&model, &loss_fn, batch, 3);
+            assert_eq!(vocab_size, v);
+            assert!(
+                (value - whole_value).abs() < 1e-5,
+                "{arch:?}: loss {value} vs {whole_value}"
+            );
+            let mut compare = Compare {
+                a: &parts,
+                b: &whole,
+                worst: 0.0,
+                seen: 0,
+            };
+            model.visit(&mut compare);
+            assert!(
+                compare.seen > 4,
+                "{arch:?}: {} parameters compared",
+                compare.seen
+            );
+            assert!(
+                compare.worst < 1e-4,
+                "{arch:?}: gradients differ by {:e}",
+                compare.worst
+            );
+        }
+    }
 
     #[test]
     fn stop_reason_words_match_summary_json() {

@@ -68,7 +68,10 @@ pub fn forward(d: Dims, xp: &[f32], u: &[f32], bu: &[f32], h0: &[f32]) -> (Vec<f
                 batch: h0.len() / h,
                 ..d
             };
-            with_simd(|| forward_block(block, xp, u, bu, h0, hs, gates, gn));
+            with_simd(
+                #[inline(always)]
+                || forward_block(block, xp, u, bu, h0, hs, gates, gn),
+            );
         });
     (hs, saved)
 }
@@ -97,7 +100,10 @@ pub fn backward(d: Dims, u: &[f32], h0: &[f32], hs: &[f32], saved: &Saved, dhs: 
                 batch: h0.len() / h,
                 ..d
             };
-            with_simd(|| backward_block(block, u, h0, hs, gates, gn, dhs, dxp, dh0))
+            with_simd(
+                #[inline(always)]
+                || backward_block(block, u, h0, hs, gates, gn, dhs, dxp, dh0),
+            )
         })
         .collect();
     let (du, dbu) = sum_blocks(partial);

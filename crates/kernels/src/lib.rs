@@ -3,6 +3,7 @@
 //! operation per layer on raw f32 storage. Only for burn-flex (with or without autodiff);
 //! every other backend keeps the composed path, which also stays the oracle in the tests.
 
+pub mod attention;
 pub mod gemm;
 pub mod gru;
 pub mod lstm;
@@ -12,7 +13,7 @@ mod ops;
 #[cfg(test)]
 mod testing;
 
-pub use ops::{gelu, gru_sequence, layer_norm, lstm_sequence};
+pub use ops::{attention, gelu, gru_sequence, layer_norm, lstm_sequence};
 
 use burn::backend::DispatchDevice;
 use burn::prelude::Device;

@@ -62,7 +62,10 @@ pub fn forward(
                 batch: h0.len() / h,
                 ..d
             };
-            with_simd(|| forward_block(block, xp, u, bu, h0, c0, out, gates, tanh_c));
+            with_simd(
+                #[inline(always)]
+                || forward_block(block, xp, u, bu, h0, c0, out, gates, tanh_c),
+            );
         });
     (out, saved)
 }
@@ -115,7 +118,10 @@ pub fn backward(
                     tanh_c,
                     dout,
                 };
-                with_simd(|| backward_block(block, io, dxp, dh0, dc0))
+                with_simd(
+                    #[inline(always)]
+                    || backward_block(block, io, dxp, dh0, dc0),
+                )
             },
         )
         .collect();

@@ -89,7 +89,9 @@ pub(super) fn gelu_grad1(x: f32) -> f32 {
 }
 
 /// Runs `f` compiled for AVX2 + FMA when the CPU has them (the gate loops then use 8-wide
-/// vectors), else for the baseline.
+/// vectors), else for the baseline. Mark the closure `#[inline(always)]`: a closure left
+/// out of line is compiled once, for the baseline, whatever its caller enables (the
+/// disassembly of norm and GELU′ had no 256-bit instruction before they were marked).
 #[inline(always)]
 pub fn with_simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -112,7 +114,15 @@ macro_rules! dispatched {
     ($(#[$doc:meta])* $name:ident, $scalar:ident) => {
         $(#[$doc])*
         pub fn $name(values: &mut [f32]) {
-            with_simd(|| values.iter_mut().for_each(|v| *v = $scalar(*v)))
+            // A plain loop: `for_each` was left out of line, hence unvectorised.
+            with_simd(
+                #[inline(always)]
+                || {
+                    for v in values.iter_mut() {
+                        *v = $scalar(*v);
+                    }
+                },
+            )
         }
     };
 }

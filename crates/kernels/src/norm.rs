@@ -19,16 +19,19 @@ pub fn forward(
     let mut y = vec![0.0; x.len()];
     let mut mean = vec![0.0; rows];
     let mut rstd = vec![0.0; rows];
-    with_simd(|| {
-        for (r, (xr, yr)) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)).enumerate() {
-            let (m, s) = moments(xr, eps);
-            for (((y, &x), &g), &b) in yr.iter_mut().zip(xr).zip(gamma).zip(beta) {
-                *y = (x - m) * s * g + b;
+    with_simd(
+        #[inline(always)]
+        || {
+            for (r, (xr, yr)) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)).enumerate() {
+                let (m, s) = moments(xr, eps);
+                for (((y, &x), &g), &b) in yr.iter_mut().zip(xr).zip(gamma).zip(beta) {
+                    *y = (x - m) * s * g + b;
+                }
+                mean[r] = m;
+                rstd[r] = s;
             }
-            mean[r] = m;
-            rstd[r] = s;
-        }
-    });
+        },
+    );
     (y, mean, rstd)
 }
 
@@ -56,36 +59,39 @@ pub fn backward(
     let mut dbeta = vec![0.0f32; d];
     let mut xhat = vec![0.0f32; d];
     let mut g = vec![0.0f32; d];
-    with_simd(|| {
-        let rows = x
-            .chunks_exact(d)
-            .zip(dy.chunks_exact(d))
-            .zip(dx.chunks_exact_mut(d));
-        for (r, ((xr, dyr), dxr)) in rows.enumerate() {
-            let (m, s) = (mean[r], rstd[r]);
-            for (((xh, gv), &x), (&dy, &gm)) in xhat
-                .iter_mut()
-                .zip(g.iter_mut())
-                .zip(xr)
-                .zip(dyr.iter().zip(gamma))
-            {
-                *xh = (x - m) * s;
-                *gv = dy * gm;
+    with_simd(
+        #[inline(always)]
+        || {
+            let rows = x
+                .chunks_exact(d)
+                .zip(dy.chunks_exact(d))
+                .zip(dx.chunks_exact_mut(d));
+            for (r, ((xr, dyr), dxr)) in rows.enumerate() {
+                let (m, s) = (mean[r], rstd[r]);
+                for (((xh, gv), &x), (&dy, &gm)) in xhat
+                    .iter_mut()
+                    .zip(g.iter_mut())
+                    .zip(xr)
+                    .zip(dyr.iter().zip(gamma))
+                {
+                    *xh = (x - m) * s;
+                    *gv = dy * gm;
+                }
+                let n = d as f32;
+                let mean_g = g.iter().sum::<f32>() / n;
+                let mean_gx = g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f32>() / n;
+                for ((dx, &gv), &xh) in dxr.iter_mut().zip(&g).zip(&xhat) {
+                    *dx = s * (gv - mean_g - xh * mean_gx);
+                }
+                for (((dgm, dbt), &dy), &xh) in
+                    dgamma.iter_mut().zip(dbeta.iter_mut()).zip(dyr).zip(&xhat)
+                {
+                    *dgm += dy * xh;
+                    *dbt += dy;
+                }
             }
-            let n = d as f32;
-            let mean_g = g.iter().sum::<f32>() / n;
-            let mean_gx = g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f32>() / n;
-            for ((dx, &gv), &xh) in dxr.iter_mut().zip(&g).zip(&xhat) {
-                *dx = s * (gv - mean_g - xh * mean_gx);
-            }
-            for (((dgm, dbt), &dy), &xh) in
-                dgamma.iter_mut().zip(dbeta.iter_mut()).zip(dyr).zip(&xhat)
-            {
-                *dgm += dy * xh;
-                *dbt += dy;
-            }
-        }
-    });
+        },
+    );
     (dx, dgamma, dbeta)
 }
 

@@ -4,13 +4,13 @@
 //! composed path otherwise.
 
 use super::gru::{self, Dims, Saved};
-use super::{lstm, math, norm};
+use super::{attention as core, lstm, math, norm};
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{BoolTensor, FloatTensor};
 use burn::backend::{backend_extension, Autodiff, DType, Dispatch, Flex, TensorData};
 use burn::prelude::*;
 use std::borrow::Cow;
@@ -44,6 +44,18 @@ pub trait FusedBackend: burn::backend::Backend {
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// The core of multi-head attention: q [batch, queries, D], k and v [batch, keys, D],
+    /// mask [batch, queries, keys] (true = masked, its score set to `fill`) -> the heads'
+    /// outputs side by side, [batch, queries, D].
+    fn attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        mask: BoolTensor<Self>,
+        heads: usize,
+        fill: f32,
     ) -> FloatTensor<Self>;
 }
 
@@ -91,6 +103,26 @@ pub fn layer_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1
     ))
 }
 
+/// Softmax attention of `heads` heads (see [`attention`](super::attention)); `mask` is true
+/// where a query must not see a key.
+pub fn attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    mask: Tensor<3, Bool>,
+    heads: usize,
+    fill: f32,
+) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        mask.into_dispatch(),
+        heads,
+        fill,
+    ))
+}
+
 /// A tensor's values in row-major order, borrowed when already laid out that way.
 fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     assert_eq!(t.dtype(), DType::F32, "fused kernels take f32 tensors");
@@ -103,6 +135,11 @@ fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
                 .to_vec(),
         ),
     }
+}
+
+/// A bool tensor's values in row-major order.
+fn flags(t: &FlexTensor) -> Vec<bool> {
+    t.clone().into_data().iter::<bool>().collect()
 }
 
 fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
@@ -174,7 +211,46 @@ fn layer_norm_forward(
     (tensor(y, x.layout().shape()), mean, rstd)
 }
 
+/// The sizes of an attention call.
+fn attention_dims(q: &FlexTensor, k: &FlexTensor, heads: usize) -> core::Dims {
+    let [batch, queries, width] = q.layout().shape().dims::<3>();
+    let [_, keys, _] = k.layout().shape().dims::<3>();
+    assert!(
+        heads > 0 && width.is_multiple_of(heads),
+        "fused attention: width {width} does not split into {heads} heads"
+    );
+    core::Dims {
+        batch,
+        queries,
+        keys,
+        heads,
+        d_k: width / heads,
+    }
+}
+
+fn attention_forward(
+    [q, k, v]: [&FlexTensor; 3],
+    mask: &[bool],
+    heads: usize,
+    fill: f32,
+) -> (FlexTensor, Vec<f32>) {
+    let d = attention_dims(q, k, heads);
+    let (out, p) = core::forward(d, &values(q), &values(k), &values(v), mask, fill);
+    (tensor(out, q.layout().shape()), p)
+}
+
 impl FusedBackend for Flex {
+    fn attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        mask: FlexTensor,
+        heads: usize,
+        fill: f32,
+    ) -> FlexTensor {
+        attention_forward([&q, &k, &v], &flags(&mask), heads, fill).0
+    }
+
     fn gelu(x: FlexTensor) -> FlexTensor {
         map(&x, math::gelu)
     }
@@ -252,6 +328,47 @@ impl Backward<Flex, 3> for NormBackward {
                 (x.map(|n| n.id), dx, s.x.layout().shape().to_vec()),
                 (gamma.map(|n| n.id), dgamma, vec![d]),
                 (beta.map(|n| n.id), dbeta, vec![d]),
+            ],
+        );
+    }
+}
+
+/// What attention's backward pass keeps: the inputs, the mask and P.
+#[derive(Clone, Debug)]
+struct AttentionState {
+    dims: core::Dims,
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    mask: std::sync::Arc<Vec<bool>>,
+    p: std::sync::Arc<Vec<f32>>,
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 3> for AttentionBackward {
+    type State = AttentionState;
+
+    fn backward(self, ops: Ops<AttentionState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dout = grads.consume::<Flex>(&ops.node);
+        let s = ops.state;
+        let g = core::backward(
+            s.dims,
+            &values(&s.q),
+            &values(&s.k),
+            &values(&s.v),
+            &s.mask,
+            &s.p,
+            &values(&dout),
+        );
+        let [q, k, v] = ops.parents;
+        register(
+            grads,
+            [
+                (q.map(|n| n.id), g.q, s.q.layout().shape().to_vec()),
+                (k.map(|n| n.id), g.k, s.k.layout().shape().to_vec()),
+                (v.map(|n| n.id), g.v, s.v.layout().shape().to_vec()),
             ],
         );
     }
@@ -345,6 +462,38 @@ impl Backward<Flex, 4> for GruBackward {
 }
 
 impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
+    fn attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        mask: BoolTensor<Self>,
+        heads: usize,
+        fill: f32,
+    ) -> FloatTensor<Self> {
+        let nodes = [q.node(), k.node(), v.node()];
+        let inputs = [q.primitive(), k.primitive(), v.primitive()];
+        let mask = flags(&mask);
+        let (out, p) = attention_forward(inputs, &mask, heads, fill);
+        match AttentionBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = AttentionState {
+                    dims: attention_dims(inputs[0], inputs[1], heads),
+                    q: inputs[0].clone(),
+                    k: inputs[1].clone(),
+                    v: inputs[2].clone(),
+                    mask: std::sync::Arc::new(mask),
+                    p: std::sync::Arc::new(p),
+                };
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     fn gru_sequence(
         xp: FloatTensor<Self>,
         u: FloatTensor<Self>,
