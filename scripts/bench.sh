@@ -8,6 +8,7 @@
 #   scripts/bench.sh throughput [N]     # N alternating rounds of runner / PyTorch (default 3)
 #   scripts/bench.sh levers [N]         # bucketing, padding, batch size, ndarray, ReLU (1 thread, ~15 min)
 #   scripts/bench.sh accuracy [SEEDS]   # time to 99%: runner, then PyTorch on the same runs' data
+#                                       # (SET="experiment.threads=2" overrides every config)
 #   scripts/bench.sh score BUDGET [SEEDS]   # runner only: every BUDGET config on 1000 fresh examples
 #   scripts/bench.sh kernels [N]        # gru, lstm: fused kernels and composed ops beside PyTorch, 1 and 2 threads
 #
@@ -39,7 +40,7 @@ machine() {
     mkdir -p "$raw"
     {
         echo "date:     $(date -u '+%Y-%m-%d %H:%M UTC')"
-        echo "command:  scripts/bench.sh $*"
+        echo "command:  ${SET:+SET=\"$SET\" }${ARCHS:+ARCHS=\"$ARCHS\" }scripts/bench.sh $*"
         echo "cpu:      $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores)"
         echo "memory:   $(free -g | awk '/Mem:/ {print $2}') GiB"
         echo "os:       $(uname -sr)"
@@ -122,7 +123,9 @@ kernels() {
 accuracy() {
     local seeds="${1:-3}" configs=() threads
     for arch in "${archs[@]}"; do configs+=("configs/${arch}_1min.toml"); done
-    "$runner" score "${configs[@]}" --fresh 1000 --seeds "$seeds" --out "$raw/score.md" |
+    local sets=()
+    for kv in ${SET:-}; do sets+=(--set "$kv"); done
+    "$runner" score "${configs[@]}" "${sets[@]}" --fresh 1000 --seeds "$seeds" --out "$raw/score.md" |
         sed -n 's/ -> .*//p' > "$raw/runs.txt"
     # PyTorch at its faster thread count on this machine (the throughput rounds decide).
     threads="${TORCH_THREADS:-2}"

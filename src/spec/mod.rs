@@ -43,9 +43,10 @@ pub struct ExperimentSpec {
     pub seed: u64,
     /// `cpu` (burn-flex), `ndarray`, `cuda` or `cuda:N`.
     pub device: DeviceName,
-    /// CPU threads. 1, because at these model sizes a step is dominated by per-operation
-    /// overhead: a second thread measured no faster (see README), and two single-threaded
-    /// runs side by side use a 2-core machine better.
+    /// CPU threads. With more than one, a training step splits its batch's rows across
+    /// them (train::gradients_in_parts). 1 by default: two single-threaded runs side by
+    /// side (sweeps with `--jobs 2`) use a 2-core machine as well, and a config then runs
+    /// on any machine.
     pub threads: usize,
     /// `fused` (hand-written CPU kernels with their own backward pass, burn-flex only) or
     /// `composed` (burn's own operations, what every other backend runs).
