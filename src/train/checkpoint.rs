@@ -123,7 +123,8 @@ pub struct Loaded {
     pub dir: PathBuf,
 }
 
-/// The `slot` checkpoint of a run directory, on the CPU backend (for eval, predict, score).
+/// The `slot` checkpoint of a run directory, on the CPU backend (for eval, predict, score),
+/// with the fused kernels on or off as the run had them.
 pub fn load_run(run_dir: &Path, slot: Slot) -> Result<(Loaded, Device)> {
     let dir = find(
         &crate::artifacts::RunPaths::existing(run_dir)?.checkpoints(),
@@ -131,6 +132,9 @@ pub fn load_run(run_dir: &Path, slot: Slot) -> Result<(Loaded, Device)> {
     )?;
     let device = Device::flex();
     let loaded = load(&dir, &device)?;
+    // Evaluate with the kernels the run trained with (`experiment.kernels`): the two agree
+    // to rounding, and a run set to `composed` is one whose user wanted burn's operations.
+    crate::backend::set_kernels(loaded.spec.experiment.kernels);
     Ok((loaded, device))
 }
 
