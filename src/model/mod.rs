@@ -10,6 +10,7 @@ mod ber;
 mod gpt;
 pub mod gpt2;
 mod gru;
+pub mod loss;
 mod lstm;
 pub mod params;
 mod recurrent;
@@ -136,21 +137,15 @@ impl Model {
     }
 }
 
-/// Cross-entropy over the targets of a batch, padding ignored: the training loss and the
-/// validation loss alike.
-pub fn loss_fn(device: &Device) -> burn::nn::loss::CrossEntropyLoss {
-    burn::nn::loss::CrossEntropyLossConfig::new()
-        .with_pad_tokens(Some(vec![crate::data::vocab::PAD as usize]))
-        .init(device)
+/// Cross-entropy over the targets of a batch, padding ignored: the validation loss, and
+/// the training loss without label smoothing.
+pub fn loss_fn(device: &Device) -> loss::Loss {
+    loss::Loss::new(0.0, device)
 }
 
 /// The training loss: [`loss_fn`] with `train.label_smoothing`, when set.
-pub fn training_loss_fn(spec: &Spec, device: &Device) -> burn::nn::loss::CrossEntropyLoss {
-    let smoothing = spec.train.label_smoothing;
-    burn::nn::loss::CrossEntropyLossConfig::new()
-        .with_pad_tokens(Some(vec![crate::data::vocab::PAD as usize]))
-        .with_smoothing((smoothing > 0.0).then_some(smoothing as f32))
-        .init(device)
+pub fn training_loss_fn(spec: &Spec, device: &Device) -> loss::Loss {
+    loss::Loss::new(spec.train.label_smoothing as f32, device)
 }
 
 /// The mask token of masked-LM models: the first id after the vocabulary.

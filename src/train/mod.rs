@@ -16,12 +16,12 @@ use crate::data::batcher::{epoch_batches, make_batch, Batch};
 use crate::data::dataset::Splits;
 use crate::data::Vocab;
 use crate::eval::{teacher_forced, ValMetrics};
+use crate::model::loss::Loss;
 use crate::model::Model;
 use crate::spec::{DecayOver, EvalEvery, Spec};
 use anyhow::Result;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use checkpoint::{Slot, TrainState};
@@ -699,7 +699,7 @@ fn improves(row: &MetricsRow, best: Option<&MetricsRow>) -> bool {
 pub fn step(
     model: Model,
     optim: &mut ModuleOptimizer,
-    loss_fn: &CrossEntropyLoss,
+    loss_fn: &Loss,
     batch: Batch,
     lr: f64,
     masks: Option<&crate::prune::Masks>,
@@ -743,7 +743,7 @@ fn parallel_parts(batch: &Batch) -> usize {
 fn step_in_parts(
     model: Model,
     optim: &mut ModuleOptimizer,
-    loss_fn: &CrossEntropyLoss,
+    loss_fn: &Loss,
     batch: Batch,
     lr: f64,
     masks: Option<&crate::prune::Masks>,
@@ -767,7 +767,7 @@ fn step_in_parts(
 /// targets, so the sums are the whole batch's mean loss and its gradient.
 fn gradients_in_parts(
     model: &Model,
-    loss_fn: &CrossEntropyLoss,
+    loss_fn: &Loss,
     batch: Batch,
     parts: usize,
 ) -> (f64, usize, GradientsParams) {

@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod gemm;
 pub mod gru;
+pub mod loss;
 pub mod lstm;
 pub mod math;
 pub mod norm;
@@ -13,7 +14,7 @@ mod ops;
 #[cfg(test)]
 mod testing;
 
-pub use ops::{attention, gelu, gru_sequence, layer_norm, lstm_sequence};
+pub use ops::{attention, cross_entropy, gelu, gru_sequence, layer_norm, lstm_sequence};
 
 use burn::backend::DispatchDevice;
 use burn::prelude::Device;

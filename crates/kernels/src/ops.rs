@@ -4,13 +4,13 @@
 //! composed path otherwise.
 
 use super::gru::{self, Dims, Saved};
-use super::{attention as core, lstm, math, norm};
+use super::{attention as core, loss, lstm, math, norm};
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::{BoolTensor, FloatTensor};
+use burn::backend::tensor::{BoolTensor, FloatTensor, IntTensor};
 use burn::backend::{backend_extension, Autodiff, DType, Dispatch, Flex, TensorData};
 use burn::prelude::*;
 use std::borrow::Cow;
@@ -56,6 +56,15 @@ pub trait FusedBackend: burn::backend::Backend {
         mask: BoolTensor<Self>,
         heads: usize,
         fill: f32,
+    ) -> FloatTensor<Self>;
+
+    /// Cross-entropy of logits [rows, classes] against targets [rows], rows whose target is
+    /// `pad` not scored, with label smoothing `smoothing`: the mean, [1].
+    fn cross_entropy(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        pad: i64,
+        smoothing: f32,
     ) -> FloatTensor<Self>;
 }
 
@@ -123,6 +132,21 @@ pub fn attention(
     ))
 }
 
+/// burn's `CrossEntropyLoss` with a pad token (see [`loss`](super::loss)).
+pub fn cross_entropy(
+    logits: Tensor<2>,
+    targets: Tensor<1, Int>,
+    pad: i64,
+    smoothing: f32,
+) -> Tensor<1> {
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::cross_entropy(
+        logits.into_dispatch(),
+        targets.into_dispatch(),
+        pad,
+        smoothing,
+    ))
+}
+
 /// A tensor's values in row-major order, borrowed when already laid out that way.
 fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
     assert_eq!(t.dtype(), DType::F32, "fused kernels take f32 tensors");
@@ -140,6 +164,21 @@ fn values(t: &FlexTensor) -> Cow<'_, [f32]> {
 /// A bool tensor's values in row-major order.
 fn flags(t: &FlexTensor) -> Vec<bool> {
     t.clone().into_data().iter::<bool>().collect()
+}
+
+/// An integer tensor's values in row-major order.
+fn ints(t: &FlexTensor) -> Vec<i64> {
+    t.clone().into_data().iter::<i64>().collect()
+}
+
+fn loss_dims(logits: &FlexTensor, pad: i64, smoothing: f32) -> loss::Dims {
+    let [rows, classes] = logits.layout().shape().dims::<2>();
+    loss::Dims {
+        rows,
+        classes,
+        pad,
+        smoothing,
+    }
 }
 
 fn tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
@@ -240,6 +279,17 @@ fn attention_forward(
 }
 
 impl FusedBackend for Flex {
+    fn cross_entropy(
+        logits: FlexTensor,
+        targets: FlexTensor,
+        pad: i64,
+        smoothing: f32,
+    ) -> FlexTensor {
+        let d = loss_dims(&logits, pad, smoothing);
+        let (value, _) = loss::forward(d, &values(&logits), &ints(&targets));
+        tensor(vec![value], &[1])
+    }
+
     fn attention(
         q: FlexTensor,
         k: FlexTensor,
@@ -330,6 +380,30 @@ impl Backward<Flex, 3> for NormBackward {
                 (beta.map(|n| n.id), dbeta, vec![d]),
             ],
         );
+    }
+}
+
+/// What cross-entropy's backward pass keeps: the sizes, every row's softmax, the targets.
+#[derive(Clone, Debug)]
+struct LossState {
+    dims: loss::Dims,
+    probs: std::sync::Arc<Vec<f32>>,
+    targets: std::sync::Arc<Vec<i64>>,
+}
+
+#[derive(Debug)]
+struct LossBackward;
+
+impl Backward<Flex, 1> for LossBackward {
+    type State = LossState;
+
+    fn backward(self, ops: Ops<LossState, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = values(&grads.consume::<Flex>(&ops.node))[0];
+        let s = ops.state;
+        let dx = loss::backward(s.dims, &s.probs, &s.targets, grad);
+        let [logits] = ops.parents;
+        let shape = vec![s.dims.rows, s.dims.classes];
+        register(grads, [(logits.map(|n| n.id), dx, shape)]);
     }
 }
 
@@ -462,6 +536,33 @@ impl Backward<Flex, 4> for GruBackward {
 }
 
 impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
+    fn cross_entropy(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        pad: i64,
+        smoothing: f32,
+    ) -> FloatTensor<Self> {
+        let d = loss_dims(logits.primitive(), pad, smoothing);
+        let targets = ints(&targets);
+        let (value, probs) = loss::forward(d, &values(logits.primitive()), &targets);
+        let out = tensor(vec![value], &[1]);
+        match LossBackward
+            .prepare::<C>([logits.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = LossState {
+                    dims: d,
+                    probs: std::sync::Arc::new(probs),
+                    targets: std::sync::Arc::new(targets),
+                };
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     fn attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
