@@ -706,9 +706,28 @@ pub fn step(
     penalty: Option<(&rules::Rules, Vec<f32>, usize)>,
 ) -> (Model, f64, bool) {
     let parts = parallel_parts(&batch);
-    if parts > 1 && penalty.is_none() {
-        return step_in_parts(model, optim, loss_fn, batch, lr, masks, parts);
+    let (value, grads) = if parts > 1 && penalty.is_none() {
+        let (value, vocab, grads) = gradients_in_parts(&model, loss_fn, batch, parts);
+        (value, (!diverged(value, vocab)).then_some(grads))
+    } else {
+        gradients(&model, loss_fn, batch, penalty)
+    };
+    let Some(mut grads) = grads else {
+        return (model, value, false);
+    };
+    if let Some(masks) = masks {
+        masks.apply(&mut grads);
     }
+    (optim.step(lr, model, grads), value, true)
+}
+
+/// The loss of `batch` (with the rules' penalty) and, unless it diverged, its gradients.
+fn gradients(
+    model: &Model,
+    loss_fn: &Loss,
+    batch: Batch,
+    penalty: Option<(&rules::Rules, Vec<f32>, usize)>,
+) -> (f64, Option<GradientsParams>) {
     let logits = model.forward(&batch); // [batch, len, vocab]
     let [b, t, v] = logits.dims();
     let logits = logits.reshape([b * t, v]);
@@ -718,9 +737,12 @@ pub fn step(
     }
     let value = f64::from(loss.clone().into_scalar::<f32>());
     if diverged(value, v) {
-        return (model, value, false);
+        return (value, None);
     }
-    (descend(model, optim, loss, lr, masks), value, true)
+    (
+        value,
+        Some(GradientsParams::from_grads(loss.backward(), model)),
+    )
 }
 
 /// Rows of a part below which splitting a batch across threads costs more than it saves.
@@ -737,26 +759,6 @@ fn parallel_parts(batch: &Batch) -> usize {
     rayon::current_num_threads()
         .min(batch.size / MIN_PART_ROWS)
         .max(1)
-}
-
-/// [`step`] with the batch's rows split into `parts` (see [`gradients_in_parts`]).
-fn step_in_parts(
-    model: Model,
-    optim: &mut ModuleOptimizer,
-    loss_fn: &Loss,
-    batch: Batch,
-    lr: f64,
-    masks: Option<&crate::prune::Masks>,
-    parts: usize,
-) -> (Model, f64, bool) {
-    let (value, vocab, mut grads) = gradients_in_parts(&model, loss_fn, batch, parts);
-    if diverged(value, vocab) {
-        return (model, value, false);
-    }
-    if let Some(masks) = masks {
-        masks.apply(&mut grads);
-    }
-    (optim.step(lr, model, grads), value, true)
 }
 
 /// The loss of `batch`, the vocabulary size and the loss's gradients, with the batch's rows
