@@ -216,3 +216,50 @@ fn same_spec_same_metrics_except_timing() {
     let c = ws.run_ok(a.join("resolved.toml").to_str().unwrap(), &[]);
     assert_eq!(strip(&a), strip(&c));
 }
+
+/// `experiment.threads = 2` splits each training batch across two threads: the run
+/// repeats exactly, and its losses are one thread's to rounding (the split's gradient is
+/// the whole batch's).
+#[test]
+fn two_threads_repeat_exactly_and_agree_with_one() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: one core");
+        return;
+    }
+    let ws = Workspace::new();
+    ws.write("tiny.toml", TINY);
+    let gpt = [
+        "model.arch=gpt",
+        "model.d_model=16",
+        "model.n_heads=2",
+        "model.d_ff=32",
+        "model.n_layers=1",
+    ];
+    let two: Vec<&str> = gpt
+        .iter()
+        .copied()
+        .chain(["experiment.threads=2"])
+        .collect();
+    let a = ws.run_ok("tiny.toml", &two);
+    let b = ws.run_ok("tiny.toml", &two);
+    let one = ws.run_ok("tiny.toml", &gpt);
+    let strip = |dir: &Path| crate::common::without_elapsed(&read(&dir.join("metrics.csv")));
+    assert_eq!(strip(&a), strip(&b));
+    // train_loss and val_loss of every evaluation.
+    let losses = |dir: &Path| -> Vec<f64> {
+        read(&dir.join("metrics.csv"))
+            .lines()
+            .skip(1)
+            .flat_map(|line| {
+                let cells: Vec<&str> = line.split(',').collect();
+                [cells[4].parse::<f64>().unwrap(), cells[5].parse().unwrap()]
+            })
+            .collect()
+    };
+    let (split, whole) = (losses(&a), losses(&one));
+    assert_eq!(split.len(), whole.len());
+    assert!(split.len() >= 6, "{split:?}");
+    for (s, w) in split.iter().zip(&whole) {
+        assert!((s - w).abs() <= 1e-4 * w.abs().max(1.0), "{s} vs {w}");
+    }
+}
