@@ -11,6 +11,7 @@
 #                                       # (SET="experiment.threads=2" overrides every config)
 #   scripts/bench.sh score BUDGET [SEEDS]   # runner only: every BUDGET config on 1000 fresh examples
 #   scripts/bench.sh kernels [N]        # gru, lstm: fused kernels and composed ops beside PyTorch, 1 and 2 threads
+#   scripts/bench.sh ceiling            # single-thread matrix-product rates at a step's shapes: gemm, flex, PyTorch
 #
 # The PyTorch side installs itself into scripts/reference/.venv on first use (torch from PyPI,
 # several GB); the runner's tests and CI never need it. Runs are sequential: timings of runs
@@ -135,6 +136,20 @@ accuracy() {
     done < "$raw/runs.txt" >> "$raw/torch-train.jsonl"
 }
 
+ceiling() {
+    local out="bench/ceiling-$stamp.md"
+    {
+        echo "# Single-thread f32 matrix products at a training step's shapes"
+        echo
+        echo '```'; cat "$raw/machine.txt"; echo '```'
+        echo
+        cargo run --release --quiet -p bracket-kernels --example gemm_rate
+        echo
+        "$venv/bin/python" scripts/reference/gemm_rate.py 2>/dev/null
+    } > "$out"
+    echo "wrote $out" >&2
+}
+
 report() {
     rm -rf "$raw/pool" "$raw/runner-with-ndarray"
     python3 scripts/reference/report.py "$raw" > "bench/sidebyside-$stamp.md"
@@ -147,11 +162,12 @@ case "$mode" in
     levers) python_env; machine "$@"; pool; levers "${2:-2}"; report ;;
     accuracy) python_env; machine "$@"; accuracy "${2:-3}"; report ;;
     kernels) python_env; machine "$@"; pool; kernels "${2:-3}"; report ;;
+    ceiling) python_env; machine "$@"; ceiling ;;
     score)
         budget="${2:?usage: scripts/bench.sh score BUDGET [SEEDS]}"; seeds="${3:-1}"
         configs=()
         for arch in "${archs[@]}"; do configs+=("configs/${arch}_$budget.toml"); done
         suffix=$([ "$seeds" = 1 ] && echo "" || echo "-${seeds}seeds")
         "$runner" score "${configs[@]}" --fresh 1000 --seeds "$seeds" --out "bench/score-$budget$suffix.md" ;;
-    *) echo "unknown mode '$mode'; allowed: all, throughput, levers, kernels, accuracy, score" >&2; exit 2 ;;
+    *) echo "unknown mode '$mode'; allowed: all, throughput, levers, kernels, ceiling, accuracy, score" >&2; exit 2 ;;
 esac

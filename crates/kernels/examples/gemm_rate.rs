@@ -1,0 +1,67 @@
+//! The ceiling of issue 11: single-thread f32 matrix-product rates at the shapes a training
+//! step multiplies, through the `gemm` crate as the fused kernels call it and through
+//! burn-flex's own `matmul`. Prints one line per shape in GFLOP/s.
+//!
+//!     cargo run --release -p bracket-kernels --example gemm_rate
+
+use bracket_kernels::gemm::{matmul, View};
+use burn::prelude::*;
+use std::time::Instant;
+
+/// (what, m, k, n) for [m, k] × [k, n].
+const SHAPES: [(&str, usize, usize, usize); 6] = [
+    ("gru step h·U, batch 64, H 128", 64, 128, 384),
+    ("lstm step h·U, batch 64, H 128", 64, 128, 512),
+    ("projection, 64 rows x 22 tokens, d 64", 1408, 64, 64),
+    ("feed-forward in, d 64 -> 256", 1408, 64, 256),
+    ("feed-forward out, 256 -> 64", 1408, 256, 64),
+    ("attention scores, one head, 22 x 16 x 22", 22, 16, 22),
+];
+
+fn rate(flops: f64, mut f: impl FnMut()) -> f64 {
+    f();
+    // Repeat for at least 0.3 s; report the best of three such windows.
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            let mut reps = 0u32;
+            while start.elapsed().as_secs_f64() < 0.3 {
+                f();
+                reps += 1;
+            }
+            flops * reps as f64 / start.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+fn main() {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global()
+        .expect("one thread");
+    let device = Device::flex();
+    println!("shape | gemm crate GFLOP/s | burn-flex matmul GFLOP/s");
+    for (what, m, k, n) in SHAPES {
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+        let mut c = vec![0.0f32; m * n];
+        let flops = 2.0 * (m * k * n) as f64;
+        let direct = rate(flops, || {
+            matmul(
+                &mut c,
+                View::dense(m, n),
+                &a,
+                View::dense(m, k),
+                &b,
+                View::dense(k, n),
+                false,
+            )
+        });
+        let ta = Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &device);
+        let tb = Tensor::<2>::from_data(TensorData::new(b.clone(), [k, n]), &device);
+        let flex = rate(flops, || {
+            let _ = ta.clone().matmul(tb.clone()).into_data();
+        });
+        println!("{what} [{m}x{k}]x[{k}x{n}] | {direct:.1} | {flex:.1}");
+    }
+}
