@@ -90,7 +90,7 @@ fn attend(
         .matmul(v)
         .swap_dims(1, 2)
         .reshape([batch, len, d_model]);
-    (mha.output.forward(context), weights)
+    (linear(&mha.output, context), weights)
 }
 
 /// What a layer hands back besides its output: each attention's weights (for `runner
@@ -135,16 +135,16 @@ fn fused_attention(
 ) -> Tensor<3> {
     let [batch, queries, _] = x.dims();
     let keys = memory.dims()[1];
-    let mut q = mha.query.forward(x);
-    let mut k = mha.key.forward(memory.clone());
-    let v = mha.value.forward(memory);
+    let mut q = linear(&mha.query, x);
+    let mut k = linear(&mha.key, memory.clone());
+    let v = linear(&mha.value, memory);
     if relative == Some(Relative::Rope) {
         q = rope_side_by_side(q, mha.n_heads);
         k = rope_side_by_side(k, mha.n_heads);
     }
     let mask = masks.combined(batch, queries, keys, &v.device());
     let context = kernels::attention(q, k, v, mask, mha.n_heads, mha.min_float as f32);
-    mha.output.forward(context)
+    linear(&mha.output, context)
 }
 
 impl Masks {
@@ -182,10 +182,9 @@ fn rope_side_by_side(x: Tensor<3>, n_heads: usize) -> Tensor<3> {
 }
 
 /// [batch, len, d_model] -> [batch, heads, len, d_k] through one projection.
-fn heads(mha: &MultiHeadAttention, x: Tensor<3>, linear: &Linear) -> Tensor<4> {
+fn heads(mha: &MultiHeadAttention, x: Tensor<3>, projection: &Linear) -> Tensor<4> {
     let [batch, len, _] = x.dims();
-    linear
-        .forward(x)
+    linear(projection, x)
         .reshape([batch, len, mha.n_heads, mha.d_k])
         .swap_dims(1, 2)
 }
@@ -282,14 +281,34 @@ pub fn norm(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
     kernels::layer_norm(x, gamma, beta)
 }
 
-/// `pwff.forward(x)`, with GELU through the fused kernel on the CPU backend.
+/// `layer.forward(x)`, through the fused kernel on the CPU backend (f32 weights with a
+/// bias; a quantised weight keeps burn's path, which reads it packed).
+pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    let weight = layer.weight.val();
+    match &layer.bias {
+        Some(bias)
+            if kernels::available(&x.device())
+                && weight.dtype() == DType::F32
+                && x.dtype() == DType::F32 =>
+        {
+            kernels::linear(x, weight, bias.val())
+        }
+        _ => layer.forward(x),
+    }
+}
+
+/// `pwff.forward(x)` (`PositionWiseFeedForward::forward`'s order), with its linear layers
+/// and GELU through the fused kernels on the CPU backend.
 fn feed_forward(pwff: &PositionWiseFeedForward, x: Tensor<3>) -> Tensor<3> {
-    let fused = kernels::available(&x.device()) && matches!(pwff.activation, Activation::Gelu(_));
-    if !fused {
+    if !kernels::available(&x.device()) {
         return pwff.forward(x);
     }
-    let x = kernels::gelu(pwff.linear_inner.forward(x));
-    pwff.linear_outer.forward(pwff.dropout.forward(x))
+    let x = linear(&pwff.linear_inner, x);
+    let x = match pwff.activation {
+        Activation::Gelu(_) => kernels::gelu(x),
+        _ => pwff.activation.forward(x),
+    };
+    linear(&pwff.linear_outer, pwff.dropout.forward(x))
 }
 
 /// Whether the models run their layers through this file even without a relative scheme:

@@ -52,7 +52,7 @@ impl Ber {
                 attention::encode(&self.encoder, x, &masks, relative)
             }
         };
-        self.head.forward(attention::norm(&self.norm, x))
+        attention::linear(&self.head, attention::norm(&self.norm, x))
     }
 
     /// Fills `slots` mask tokens after each prompt in one pass; prompts of one length are

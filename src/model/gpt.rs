@@ -55,7 +55,7 @@ impl Gpt {
                 attention::encode(&self.blocks, x, &masks, relative)
             }
         };
-        self.head.forward(attention::norm(&self.norm, x))
+        attention::linear(&self.head, attention::norm(&self.norm, x))
     }
 
     fn cached(

@@ -55,7 +55,7 @@ impl Tra {
     pub fn forward(&self, source: Tensor<2, Int>, tokens: Tensor<2, Int>) -> Tensor<3> {
         let (memory, source_pad) = self.encode(source);
         let x = self.decode(tokens, memory, Some(source_pad));
-        self.head.forward(attention::norm(&self.norm, x))
+        attention::linear(&self.head, attention::norm(&self.norm, x))
     }
 
     /// The decoder over `tokens` [batch, len] attending to `memory`: burn's, or replayed

@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod gemm;
 pub mod gru;
+pub mod linear;
 pub mod loss;
 pub mod lstm;
 pub mod math;
@@ -14,7 +15,7 @@ mod ops;
 #[cfg(test)]
 mod testing;
 
-pub use ops::{attention, cross_entropy, gelu, gru_sequence, layer_norm, lstm_sequence};
+pub use ops::{attention, cross_entropy, gelu, gru_sequence, layer_norm, linear, lstm_sequence};
 
 use burn::backend::DispatchDevice;
 use burn::prelude::Device;

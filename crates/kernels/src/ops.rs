@@ -4,7 +4,7 @@
 //! composed path otherwise.
 
 use super::gru::{self, Dims, Saved};
-use super::{attention as core, loss, lstm, math, norm};
+use super::{attention as core, linear as dense, loss, lstm, math, norm};
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
@@ -56,6 +56,14 @@ pub trait FusedBackend: burn::backend::Backend {
         mask: BoolTensor<Self>,
         heads: usize,
         fill: f32,
+    ) -> FloatTensor<Self>;
+
+    /// A linear layer over the last dimension: x [.., inputs], weight [inputs, outputs],
+    /// bias [outputs] -> [.., outputs].
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
     /// Cross-entropy of logits [rows, classes] against targets [rows], rows whose target is
@@ -132,6 +140,15 @@ pub fn attention(
     ))
 }
 
+/// x·W + b over the last dimension of `x` (see [`linear`](super::linear)).
+pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::linear(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
+}
+
 /// burn's `CrossEntropyLoss` with a pad token (see [`loss`](super::loss)).
 pub fn cross_entropy(
     logits: Tensor<2>,
@@ -169,6 +186,36 @@ fn flags(t: &FlexTensor) -> Vec<bool> {
 /// An integer tensor's values in row-major order.
 fn ints(t: &FlexTensor) -> Vec<i64> {
     t.clone().into_data().iter::<i64>().collect()
+}
+
+/// The sizes of a linear call, and the output's shape.
+fn linear_dims(x: &FlexTensor, weight: &FlexTensor) -> (dense::Dims, Vec<usize>) {
+    let [inputs, outputs] = weight.layout().shape().dims::<2>();
+    let shape = x.layout().shape().to_vec();
+    assert_eq!(
+        shape.last(),
+        Some(&inputs),
+        "linear: x {shape:?} against weight [{inputs}, {outputs}]"
+    );
+    let rows = shape.iter().product::<usize>() / inputs.max(1);
+    let mut out = shape;
+    *out.last_mut().expect("x has a last dimension") = outputs;
+    (
+        dense::Dims {
+            rows,
+            inputs,
+            outputs,
+        },
+        out,
+    )
+}
+
+fn linear_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
+    let (d, shape) = linear_dims(x, weight);
+    tensor(
+        dense::forward(d, &values(x), &values(weight), &values(bias)),
+        &shape,
+    )
 }
 
 fn loss_dims(logits: &FlexTensor, pad: i64, smoothing: f32) -> loss::Dims {
@@ -279,6 +326,10 @@ fn attention_forward(
 }
 
 impl FusedBackend for Flex {
+    fn linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        linear_forward(&x, &weight, &bias)
+    }
+
     fn cross_entropy(
         logits: FlexTensor,
         targets: FlexTensor,
@@ -380,6 +431,39 @@ impl Backward<Flex, 3> for NormBackward {
                 (beta.map(|n| n.id), dbeta, vec![d]),
             ],
         );
+    }
+}
+
+/// What a linear layer's backward pass keeps: x and the weight.
+#[derive(Clone, Debug)]
+struct LinearState {
+    x: FlexTensor,
+    weight: FlexTensor,
+}
+
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 3> for LinearBackward {
+    type State = LinearState;
+
+    fn backward(self, ops: Ops<LinearState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let dy = values(&dy);
+        let s = ops.state;
+        let (d, _) = linear_dims(&s.x, &s.weight);
+        let [x, weight, bias] = ops.parents;
+        if let Some(node) = x {
+            let dx = dense::input_grad(d, &values(&s.weight), &dy);
+            grads.register::<Flex>(node.id, tensor(dx, s.x.layout().shape()));
+        }
+        if let Some(node) = weight {
+            let dw = dense::weight_grad(d, &values(&s.x), &dy);
+            grads.register::<Flex>(node.id, tensor(dw, &[d.inputs, d.outputs]));
+        }
+        if let Some(node) = bias {
+            grads.register::<Flex>(node.id, tensor(dense::bias_grad(d, &dy), &[d.outputs]));
+        }
     }
 }
 
@@ -536,6 +620,29 @@ impl Backward<Flex, 4> for GruBackward {
 }
 
 impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), weight.node(), bias.node()];
+        let out = linear_forward(x.primitive(), weight.primitive(), bias.primitive());
+        match LinearBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = LinearState {
+                    x: x.primitive().clone(),
+                    weight: weight.primitive().clone(),
+                };
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     fn cross_entropy(
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
