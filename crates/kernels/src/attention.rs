@@ -14,7 +14,7 @@
 
 use super::block_rows;
 use super::gemm::{matmul, View};
-use super::math::{exp1, with_simd};
+use super::math::{softmax_in_place, with_simd};
 use rayon::prelude::*;
 
 /// The sizes of one call.
@@ -126,20 +126,10 @@ fn forward_row(
 /// One row of scores, scaled and masked, made its softmax in place.
 #[inline(always)]
 fn softmax(row: &mut [f32], mask: &[bool], scale: f32, fill: f32) {
-    let mut max = f32::NEG_INFINITY;
     for (s, &m) in row.iter_mut().zip(mask) {
         *s = if m { fill } else { *s * scale };
-        max = max.max(*s);
     }
-    let mut sum = 0.0;
-    for s in row.iter_mut() {
-        *s = exp1(*s - max);
-        sum += *s;
-    }
-    let inv = 1.0 / sum;
-    for s in row.iter_mut() {
-        *s *= inv;
-    }
+    softmax_in_place(row);
 }
 
 /// The gradients of q, k and v.

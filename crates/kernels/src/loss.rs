@@ -7,7 +7,7 @@
 //!
 //! The gradient of the mean is (softmax(x_i) − q) / n for a scored row, 0 for a pad row.
 
-use super::math::{exp1, with_simd};
+use super::math::{softmax_in_place, with_simd};
 
 /// The sizes and settings of one call.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -97,17 +97,8 @@ fn check(d: &Dims, values: &[f32], targets: &[i64]) {
 /// Writes softmax(x) into `p`; returns log Σ e^x.
 #[inline(always)]
 fn softmax(x: &[f32], p: &mut [f32]) -> f64 {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0f32;
-    for (p, &x) in p.iter_mut().zip(x) {
-        *p = exp1(x - max);
-        sum += *p;
-    }
-    let inv = 1.0 / sum;
-    for p in p.iter_mut() {
-        *p *= inv;
-    }
-    max as f64 + (sum as f64).ln()
+    p.copy_from_slice(x);
+    softmax_in_place(p)
 }
 
 /// −Σ_c q_c (x_c − lse) = lse − Σ_c q_c x_c, since q sums to 1.

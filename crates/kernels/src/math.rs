@@ -88,6 +88,23 @@ pub(super) fn gelu_grad1(x: f32) -> f32 {
     cdf + x * INV_SQRT_2PI * exp1(-0.5 * x * x)
 }
 
+/// softmax of `row` in place (max-shifted, through [`exp1`]); returns log Σ e^row, which a
+/// log-softmax needs. Inline: call it inside [`with_simd`].
+#[inline(always)]
+pub(super) fn softmax_in_place(row: &mut [f32]) -> f64 {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        *v = exp1(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+    max as f64 + (sum as f64).ln()
+}
+
 /// Runs `f` compiled for AVX2 + FMA when the CPU has them (the gate loops then use 8-wide
 /// vectors), else for the baseline. Mark the closure `#[inline(always)]`: a closure left
 /// out of line is compiled once, for the baseline, whatever its caller enables (the

@@ -319,10 +319,10 @@ fn attention_forward(
     mask: &[bool],
     heads: usize,
     fill: f32,
-) -> (FlexTensor, Vec<f32>) {
+) -> (FlexTensor, Vec<f32>, core::Dims) {
     let d = attention_dims(q, k, heads);
     let (out, p) = core::forward(d, &values(q), &values(k), &values(v), mask, fill);
-    (tensor(out, q.layout().shape()), p)
+    (tensor(out, q.layout().shape()), p, d)
 }
 
 impl FusedBackend for Flex {
@@ -681,7 +681,7 @@ impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
         let nodes = [q.node(), k.node(), v.node()];
         let inputs = [q.primitive(), k.primitive(), v.primitive()];
         let mask = flags(&mask);
-        let (out, p) = attention_forward(inputs, &mask, heads, fill);
+        let (out, p, dims) = attention_forward(inputs, &mask, heads, fill);
         match AttentionBackward
             .prepare::<C>(nodes)
             .compute_bound()
@@ -689,7 +689,7 @@ impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
         {
             OpsKind::Tracked(prep) => {
                 let state = AttentionState {
-                    dims: attention_dims(inputs[0], inputs[1], heads),
+                    dims,
                     q: inputs[0].clone(),
                     k: inputs[1].clone(),
                     v: inputs[2].clone(),
