@@ -11,7 +11,8 @@
 #                                       # (SET="experiment.threads=2" overrides every config)
 #   scripts/bench.sh score BUDGET [SEEDS]   # runner only: every BUDGET config on 1000 fresh examples
 #   scripts/bench.sh kernels [N]        # gru, lstm: fused kernels and composed ops beside PyTorch, 1 and 2 threads
-#   scripts/bench.sh ceiling            # single-thread matrix-product rates at a step's shapes: gemm, flex, PyTorch
+#   scripts/bench.sh ceiling            # single-thread matrix-product rates at a step's shapes: gemm, flex, PyTorch;
+#                                       # which kernels PyTorch's LSTM and GRU steps run (torch.profiler)
 #
 # The PyTorch side installs itself into scripts/reference/.venv on first use (torch from PyPI,
 # several GB); the runner's tests and CI never need it. Runs are sequential: timings of runs
@@ -146,6 +147,14 @@ ceiling() {
         cargo run --release --quiet -p bracket-kernels --example gemm_rate
         echo
         "$venv/bin/python" scripts/reference/gemm_rate.py 2>/dev/null
+        for arch in lstm gru; do
+            echo
+            echo "PyTorch's kernels in a $arch training step (torch.profiler, operators by own CPU time):"
+            echo '```'
+            "$venv/bin/python" scripts/reference/reference.py profile --arch "$arch" \
+                --pool "$raw/pool/train.jsonl" 2>/dev/null
+            echo '```'
+        done
     } > "$out"
     echo "wrote $out" >&2
 }
@@ -162,7 +171,7 @@ case "$mode" in
     levers) python_env; machine "$@"; pool; levers "${2:-2}"; report ;;
     accuracy) python_env; machine "$@"; accuracy "${2:-3}"; report ;;
     kernels) python_env; machine "$@"; pool; kernels "${2:-3}"; report ;;
-    ceiling) python_env; machine "$@"; ceiling ;;
+    ceiling) python_env; machine "$@"; pool; ceiling ;;
     score)
         budget="${2:?usage: scripts/bench.sh score BUDGET [SEEDS]}"; seeds="${3:-1}"
         configs=()

@@ -8,6 +8,7 @@ on the answer positions only; AdamW (eps 1e-8, weight decay 0.01), gradient norm
 
     python reference.py bench --arch gru --threads 1 --pool pool.jsonl
     python reference.py train --run experiments/tra_1min/<stamp> --threads 2 --out m.csv
+    python reference.py profile --arch lstm --pool pool.jsonl   # torch.profiler's kernels
 
 `bench` prints one JSON line per architecture with the columns of `runner bench`; `train`
 writes a metrics.csv like the runner's (step, elapsed_s, val_exact) and prints a JSON summary.
@@ -355,6 +356,30 @@ def bench(args):
     }), flush=True)
 
 
+def profile(args):
+    """Which kernels PyTorch runs in a training step (issue 11's ceiling: e.g. whether its
+    LSTM goes through oneDNN's fused RNN or one matrix product per step), as torch.profiler's
+    table of operators by their own CPU time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    pool = load(args.pool)
+    rng = random.Random(1)
+    rows = [pool[i] for i in epoch_batches([len(p) for p, _ in pool], args.batch_size, rng)[0]]
+    batch = LAYOUTS[args.arch](rows)
+    model = build(reference_model(args.arch))
+    trainer = Trainer(model, lr=1e-3, warmup=0)
+    for _ in range(10):
+        trainer.step(batch)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.steps):
+            trainer.step(batch)
+    print(f"{args.arch}, {args.threads} thread(s), batch {args.batch_size}, {args.steps} steps, "
+          f"pytorch {torch.__version__}, mkldnn {torch.backends.mkldnn.is_available()}")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+
+
 def seconds(text):
     """humantime-style durations as the runner's specs write them: "5s", "1min", "1h30min"."""
     units = {"ms": 1e-3, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400,
@@ -455,14 +480,20 @@ def main():
     t.add_argument("--fresh", help="JSONL to score at the end (default: RUN/fresh_1000.jsonl)")
     t.add_argument("--seed", type=int, help="default: the run's seed")
     t.add_argument("--out", required=True, help="metrics CSV to write")
-    for p in (b, t):
+    pr = sub.add_parser("profile")
+    pr.add_argument("--pool", required=True, help="JSONL of examples to train on")
+    pr.add_argument("--arch", required=True, choices=sorted(LAYOUTS))
+    pr.add_argument("--batch-size", type=int, default=64)
+    pr.add_argument("--steps", type=int, default=30)
+    pr.add_argument("--rows", type=int, default=15, help="operators to list")
+    for p in (b, t, pr):
         p.add_argument("--threads", type=int, default=1)
     b.add_argument("--batching", choices=["bucketed", "shuffled"], default="bucketed")
     b.add_argument("--pad-to", type=int, default=0, help="pad every batch to this width")
     b.add_argument("--windows", type=int, default=5)
     b.add_argument("--window-steps", type=int, default=30)
     args = parser.parse_args()
-    bench(args) if args.command == "bench" else train(args)
+    {"bench": bench, "train": train, "profile": profile}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -507,6 +507,32 @@ mod tests {
     }
 
     #[test]
+    fn threads_auto_resolves_to_the_cores_and_is_written_as_a_number() {
+        Jail::expect_with(|jail| {
+            let cores = crate::limits::cores();
+            let spec =
+                load_in_jail(jail, "[experiment]\nthreads = \"auto\"\n", &[]).expect("valid");
+            assert_eq!(spec.experiment.threads, cores);
+            assert!(
+                spec.to_toml().contains(&format!("threads = {cores}\n")),
+                "{}",
+                spec.to_toml()
+            );
+            let spec = load_in_jail(jail, "", &["experiment.threads=auto"]).expect("valid");
+            assert_eq!(spec.experiment.threads, cores);
+            for text in ["threads = \"many\"", "threads = -1", "threads = 1.5"] {
+                let err = load_in_jail(jail, &format!("[experiment]\n{text}\n"), &[]).unwrap_err();
+                assert_eq!(
+                    err.key.as_deref(),
+                    Some("experiment.threads"),
+                    "{text}: {err}"
+                );
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
     fn override_values_are_read_as_toml_or_bare_strings() {
         let value = |raw: &str| parse_override(raw).unwrap().value;
         assert_eq!(

@@ -46,12 +46,46 @@ pub struct ExperimentSpec {
     /// CPU threads. With more than one, a training step splits its batch's rows across
     /// them (train::gradients_in_parts). 1 by default: two single-threaded runs side by
     /// side (sweeps with `--jobs 2`) use a 2-core machine as well, and a config then runs
-    /// on any machine.
+    /// on any machine. `"auto"` is the cores this process may use, read at load time and
+    /// written into resolved.toml as the number (so a resolved spec reruns the same way).
+    #[serde(deserialize_with = "threads::deserialize")]
     pub threads: usize,
     /// `fused` (hand-written CPU kernels with their own backward pass, burn-flex only) or
     /// `composed` (burn's own operations, what every other backend runs).
     pub kernels: Kernels,
     pub out_dir: String,
+}
+
+/// Serde for `experiment.threads`: a count, or "auto" for the cores available here.
+mod threads {
+    use serde::Deserializer;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = usize;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a thread count (e.g. 2) or \"auto\" (this machine's cores)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<usize, E> {
+                usize::try_from(n).map_err(|_| E::custom(format!("{n} threads: too many")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<usize, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom(format!("{n} threads: must be at least 1")))
+                    .and_then(|n| self.visit_u64(n))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<usize, E> {
+                match text.trim() {
+                    "auto" => Ok(crate::limits::cores()),
+                    other => Err(E::custom(format!(
+                        "'{other}': write a thread count (e.g. 2) or \"auto\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// `experiment.kernels`: how the CPU backend runs the layers that have a fused kernel.

@@ -21,7 +21,11 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
         (d.rows * d.inputs, d.inputs * d.outputs, d.outputs),
         "linear inputs disagree with {d:?}"
     );
-    let mut y: Vec<f32> = b.iter().copied().cycle().take(d.rows * d.outputs).collect();
+    // Row by row: `cycle().take()` does not vectorise and cost 6% of a tra step.
+    let mut y = Vec::with_capacity(d.rows * d.outputs);
+    for _ in 0..d.rows {
+        y.extend_from_slice(b);
+    }
     matmul(
         &mut y,
         View::dense(d.rows, d.outputs),
