@@ -82,9 +82,11 @@ pub fn check_capacity(spec: &Spec, origin: &str) -> Result<(), UserError> {
 pub fn build_splits(spec: &Spec, vocab: &Vocab) -> Result<Splits> {
     let mut generator =
         Generator::new(params(spec), spec.experiment.seed).with_task(spec.data.task);
+    generator.balance(spec.data.balance_answers);
     let train: Vec<Example> = (0..spec.data.train_samples)
         .map(|_| generator.draw(vocab))
         .collect();
+    generator.balance(0.0);
     let mut seen: HashSet<Vec<u32>> = train.iter().map(|e| e.prefix.clone()).collect();
     let mut draw = |n: usize, split: &str| {
         draw_distinct(&mut generator, vocab, n, &mut seen)
@@ -107,10 +109,13 @@ fn stage_splits(spec: &Spec, vocab: &Vocab, i: usize) -> StageSplits {
     let d = spec.data.stage(i);
     let seed = spec.experiment.seed ^ (i as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F);
     let mut generator = Generator::new(params_of(&d), seed).with_task(d.task);
-    let mut draw = |n: usize| (0..n).map(|_| generator.draw(vocab)).collect();
+    let mut draw = |n: usize, balance: f64| {
+        generator.balance(balance);
+        (0..n).map(|_| generator.draw(vocab)).collect()
+    };
     StageSplits {
-        train: draw(d.train_samples),
-        val: draw(d.val_samples),
+        train: draw(d.train_samples, d.balance_answers),
+        val: draw(d.val_samples, 0.0),
     }
 }
 
@@ -334,6 +339,23 @@ mod tests {
         }
         assert_eq!(held_out.len(), 100);
         assert_eq!(a.train.len(), 300);
+    }
+
+    #[test]
+    fn balancing_changes_the_training_split_only() {
+        let mut spec = small_spec();
+        spec.data.train_samples = 3_000;
+        spec.data.val_samples = 3_000;
+        spec.data.balance_answers = 1.0;
+        let v = vocab(&spec);
+        let splits = build_splits(&spec, &v).unwrap();
+        let deepest = |examples: &[Example]| {
+            let n = examples.iter().filter(|e| e.answer.len() == 6).count();
+            n as f64 / examples.len() as f64
+        };
+        // The task leaves six brackets open in 4.4% of its prefixes; balanced, a sixth.
+        assert!(deepest(&splits.train) > 0.14, "{}", deepest(&splits.train));
+        assert!(deepest(&splits.val) < 0.06, "{}", deepest(&splits.val));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use super::vocab::Vocab;
 use crate::spec::Task;
+use rand::distributions::{Distribution, WeightedIndex};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;
@@ -117,6 +118,8 @@ pub struct Generator {
     lengths: Vec<usize>,
     rng: ChaCha8Rng,
     task: Task,
+    /// Set by [`Generator::balance`]: answer lengths drawn at other shares than the task's.
+    balance: Option<Balance>,
 }
 
 impl Generator {
@@ -129,6 +132,7 @@ impl Generator {
             lengths,
             rng: ChaCha8Rng::seed_from_u64(seed),
             task: Task::Close,
+            balance: None,
         }
     }
 
@@ -158,29 +162,166 @@ impl Generator {
     }
 
     pub fn sample(&mut self, vocab: &Vocab) -> Example {
+        if self.balance.is_some() {
+            return self.sample_balanced(vocab);
+        }
         let max_depth = self.params.max_depth;
         let len = self.lengths[self.rng.gen_range(0..self.lengths.len())];
         let mut stack: Vec<u32> = Vec::with_capacity(max_depth);
         let mut prefix = Vec::with_capacity(len);
         for step in 0..len {
-            let remaining = len - step - 1;
-            let depth = stack.len();
-            let can_open = depth < max_depth && feasible(depth + 1, remaining, max_depth);
-            let can_close = depth > 0 && feasible(depth - 1, remaining, max_depth);
+            let (can_open, can_close) = moves(stack.len(), len - step - 1, max_depth);
             let open = can_open && (!can_close || self.rng.gen_bool(0.5));
-            if open {
-                let opener = vocab.opener(self.rng.gen_range(0..self.params.n_pairs));
-                stack.push(opener);
-                prefix.push(opener);
-            } else {
-                let opener = stack
-                    .pop()
-                    .expect("feasible() allows a close only above depth 0");
-                prefix.push(vocab.closer_of(opener));
-            }
+            self.step(vocab, open, &mut stack, &mut prefix);
         }
         let answer = stack.iter().rev().map(|&o| vocab.closer_of(o)).collect();
         Example { prefix, answer }
+    }
+
+    /// Draws from now on with answer lengths in proportion to p^(1 − strength), p their
+    /// share in the task (`data.balance_answers`); 0 restores the task's own draws.
+    pub fn balance(&mut self, strength: f64) {
+        self.balance = (strength > 0.0).then(|| Balance::new(self.params, &self.lengths, strength));
+    }
+
+    /// An answer length from the balanced shares, a prefix length given it, then the walk
+    /// conditioned to end there: at each step the generator's own move probabilities
+    /// reweighted by the chance of still ending at that depth (a Doob h-transform), so that
+    /// among prefixes of one answer length the task's distribution is kept.
+    fn sample_balanced(&mut self, vocab: &Vocab) -> Example {
+        let balance = self.balance.as_ref().expect("called when balanced");
+        let answer_len = balance.answer_len.sample(&mut self.rng);
+        let len = self.lengths[balance.len_given[answer_len].sample(&mut self.rng)];
+        let max_depth = self.params.max_depth;
+        let reach = reach(len, answer_len, max_depth);
+        let mut stack: Vec<u32> = Vec::with_capacity(max_depth);
+        let mut prefix = Vec::with_capacity(len);
+        for step in 0..len {
+            let depth = stack.len();
+            let (can_open, can_close) = moves(depth, len - step - 1, max_depth);
+            let open = match (can_open, can_close) {
+                (true, true) => {
+                    let up = 0.5 * reach[step + 1][depth + 1];
+                    self.rng.gen_bool((up / reach[step][depth]).clamp(0.0, 1.0))
+                }
+                (open, _) => open,
+            };
+            self.step(vocab, open, &mut stack, &mut prefix);
+        }
+        let answer = stack.iter().rev().map(|&o| vocab.closer_of(o)).collect();
+        Example { prefix, answer }
+    }
+
+    /// One bracket of a walk: a random opener pushed, or the innermost one closed.
+    fn step(&mut self, vocab: &Vocab, open: bool, stack: &mut Vec<u32>, prefix: &mut Vec<u32>) {
+        if open {
+            let opener = vocab.opener(self.rng.gen_range(0..self.params.n_pairs));
+            stack.push(opener);
+            prefix.push(opener);
+        } else {
+            let opener = stack
+                .pop()
+                .expect("feasible() allows a close only above depth 0");
+            prefix.push(vocab.closer_of(opener));
+        }
+    }
+}
+
+/// Whether a walk at `depth` with `remaining` steps after this one may open, and may close.
+fn moves(depth: usize, remaining: usize, max_depth: usize) -> (bool, bool) {
+    let can_open = depth < max_depth && feasible(depth + 1, remaining, max_depth);
+    let can_close = depth > 0 && feasible(depth - 1, remaining, max_depth);
+    (can_open, can_close)
+}
+
+/// The depths after one step of the generator's walk from `depth`, with their probabilities.
+fn next_depths(depth: usize, remaining: usize, max_depth: usize) -> Vec<(usize, f64)> {
+    match moves(depth, remaining, max_depth) {
+        (true, true) => vec![(depth + 1, 0.5), (depth - 1, 0.5)],
+        (true, false) => vec![(depth + 1, 1.0)],
+        (false, true) => vec![(depth - 1, 1.0)],
+        (false, false) => Vec::new(),
+    }
+}
+
+/// `reach[step][depth]`: the chance that the generator's walk of `len` brackets, at `depth`
+/// before bracket `step`, ends at depth `end`.
+fn reach(len: usize, end: usize, max_depth: usize) -> Vec<Vec<f64>> {
+    let mut reach = vec![vec![0.0; max_depth + 2]; len + 1];
+    reach[len][end] = 1.0;
+    for step in (0..len).rev() {
+        for depth in 0..=max_depth {
+            reach[step][depth] = next_depths(depth, len - step - 1, max_depth)
+                .iter()
+                .map(|&(next, p)| p * reach[step + 1][next])
+                .sum();
+        }
+    }
+    reach
+}
+
+/// How likely the generator's walk of `len` brackets is to end at each depth 0..=max_depth.
+fn end_depths(len: usize, max_depth: usize) -> Vec<f64> {
+    let mut at = vec![0.0; max_depth + 1];
+    at[0] = 1.0;
+    for step in 0..len {
+        let mut next = vec![0.0; max_depth + 1];
+        for (depth, &w) in at.iter().enumerate().filter(|(_, &w)| w > 0.0) {
+            for (d, p) in next_depths(depth, len - step - 1, max_depth) {
+                next[d] += w * p;
+            }
+        }
+        at = next;
+    }
+    at
+}
+
+/// The task's share of each answer length (brackets left open), exactly: the generator's
+/// prefix lengths are uniform over `lengths`.
+pub fn answer_len_shares(params: TaskParams) -> Vec<f64> {
+    let lengths: Vec<usize> = (params.min_len..=params.max_len)
+        .filter(|&len| feasible(0, len, params.max_depth))
+        .collect();
+    let mut shares = vec![0.0; params.max_depth + 1];
+    for &len in &lengths {
+        for (a, p) in end_depths(len, params.max_depth).into_iter().enumerate() {
+            shares[a] += p / lengths.len() as f64;
+        }
+    }
+    shares
+}
+
+/// What a balanced generator draws from: answer lengths at their balanced shares, and for
+/// each answer length, the prefix lengths (indices into the generator's) in proportion to
+/// how often the task gives that answer length at each.
+struct Balance {
+    answer_len: WeightedIndex<f64>,
+    len_given: Vec<WeightedIndex<f64>>,
+}
+
+impl Balance {
+    fn new(params: TaskParams, lengths: &[usize], strength: f64) -> Self {
+        let by_len: Vec<Vec<f64>> = lengths
+            .iter()
+            .map(|&len| end_depths(len, params.max_depth))
+            .collect();
+        let shares = answer_len_shares(params);
+        let target: Vec<f64> = shares
+            .iter()
+            .map(|&p| if p > 0.0 { p.powf(1.0 - strength) } else { 0.0 })
+            .collect();
+        let len_given = (0..=params.max_depth)
+            .map(|a| {
+                let weights: Vec<f64> = by_len.iter().map(|ends| ends[a]).collect();
+                // Answer lengths the task never gives get weight 0 above and are never drawn.
+                WeightedIndex::new(&weights)
+                    .unwrap_or_else(|_| WeightedIndex::new([1.0]).expect("one positive weight"))
+            })
+            .collect();
+        Self {
+            answer_len: WeightedIndex::new(&target).expect("the task gives some answer length"),
+            len_given,
+        }
     }
 }
 
@@ -248,6 +389,114 @@ mod tests {
             min_len: 2,
             max_len: 20,
             max_depth: 6,
+        }
+    }
+
+    /// Each answer length's share among `n` draws.
+    fn answer_len_freqs(g: &mut Generator, v: &Vocab, n: usize, max_depth: usize) -> Vec<f64> {
+        let mut counts = vec![0.0; max_depth + 1];
+        for _ in 0..n {
+            counts[g.sample(v).answer.len()] += 1.0 / n as f64;
+        }
+        counts
+    }
+
+    #[test]
+    fn answer_len_shares_are_the_generators() {
+        let v = vocab();
+        let shares = answer_len_shares(params());
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert_eq!(shares[0], 0.0);
+        let freqs = answer_len_freqs(&mut Generator::new(params(), 5), &v, 40_000, 6);
+        for (a, (s, f)) in shares.iter().zip(&freqs).enumerate() {
+            assert!(
+                (s - f).abs() < 0.01,
+                "answer length {a}: share {s}, drawn {f}"
+            );
+        }
+    }
+
+    #[test]
+    fn balanced_draws_give_answer_lengths_their_tempered_shares() {
+        let v = vocab();
+        let shares = answer_len_shares(params());
+        for strength in [0.5, 1.0] {
+            let mut g = Generator::new(params(), 9);
+            g.balance(strength);
+            let freqs = answer_len_freqs(&mut g, &v, 30_000, 6);
+            let target: Vec<f64> = shares.iter().map(|p| p.powf(1.0 - strength)).collect();
+            let total: f64 = target[1..].iter().sum();
+            for a in 1..=6 {
+                let want = target[a] / total;
+                assert!(
+                    (freqs[a] - want).abs() < 0.015,
+                    "strength {strength}, answer length {a}: want {want}, drew {}",
+                    freqs[a]
+                );
+            }
+        }
+        // And the draws are valid prefixes of the task.
+        let mut g = Generator::new(params(), 3);
+        g.balance(1.0);
+        for _ in 0..2_000 {
+            let e = g.sample(&v);
+            assert_eq!(closing(&v, &e.prefix), Ok(e.answer.clone()));
+            assert!((2..=20).contains(&e.prefix.len()));
+            assert!(e.max_nesting(&v) <= 6);
+        }
+    }
+
+    #[test]
+    fn balancing_keeps_the_tasks_distribution_within_an_answer_length() {
+        // A space small enough to count every prefix's frequency.
+        let small = TaskParams {
+            n_pairs: 1,
+            min_len: 1,
+            max_len: 7,
+            max_depth: 3,
+        };
+        let v = Vocab::new(&[('(', ')')]);
+        let conditional = |g: &mut Generator| {
+            let mut counts: std::collections::HashMap<Vec<u32>, f64> = Default::default();
+            let mut per_len = [0.0; 4];
+            for _ in 0..200_000 {
+                let e = g.sample(&v);
+                per_len[e.answer.len()] += 1.0;
+                *counts.entry(e.prefix).or_default() += 1.0;
+            }
+            let mut out: Vec<(Vec<u32>, f64)> = counts
+                .into_iter()
+                .map(|(prefix, c)| {
+                    let a = closing(&v, &prefix).unwrap().len();
+                    (prefix, c / per_len[a])
+                })
+                .collect();
+            out.sort_by(|x, y| x.0.cmp(&y.0));
+            out
+        };
+        let natural = conditional(&mut Generator::new(small, 1));
+        let mut balanced = Generator::new(small, 2);
+        balanced.balance(1.0);
+        let balanced = conditional(&mut balanced);
+        assert_eq!(
+            natural.iter().map(|x| &x.0).collect::<Vec<_>>(),
+            balanced.iter().map(|x| &x.0).collect::<Vec<_>>(),
+            "the same prefixes are drawn"
+        );
+        for ((prefix, n), (_, b)) in natural.iter().zip(&balanced) {
+            assert!((n - b).abs() < 0.01, "{prefix:?}: {n} against {b}");
+        }
+    }
+
+    #[test]
+    fn balance_zero_draws_the_tasks_own_examples() {
+        let v = vocab();
+        let mut plain = Generator::new(params(), 4);
+        let mut reset = Generator::new(params(), 4);
+        reset.balance(1.0);
+        reset.balance(0.0);
+        for _ in 0..100 {
+            assert_eq!(plain.sample(&v), reset.sample(&v));
         }
     }
 

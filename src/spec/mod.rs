@@ -199,6 +199,12 @@ pub struct DataSpec {
     pub train_samples: usize,
     pub val_samples: usize,
     pub test_samples: usize,
+    /// The training split's answer lengths (brackets left open) at shares p^(1 − b), p
+    /// their share in the task: 0 = the task's own draws; 1 = every answer length equally
+    /// often, so the rare deep prefixes are seen as often as the shallow ones. Among
+    /// prefixes of one answer length the task's distribution is kept. Validation, test and
+    /// `runner eval` keep the task's distribution, so scores stay comparable.
+    pub balance_answers: f64,
     /// A curriculum: easier distributions trained first, in order, each until its
     /// condition holds; then the distribution above. Empty: no curriculum.
     pub stages: Vec<Stage>,
@@ -258,6 +264,7 @@ impl Default for DataSpec {
             train_samples: 20_000,
             val_samples: 500,
             test_samples: 1_000,
+            balance_answers: 0.0,
             stages: Vec::new(),
         }
     }

@@ -33,6 +33,16 @@ fn check_data(spec: &Spec) -> Result<(), UserError> {
     positive("data.train_samples", d.train_samples)?;
     positive("data.val_samples", d.val_samples)?;
     positive("data.test_samples", d.test_samples)?;
+    if !(0.0..=1.0).contains(&d.balance_answers) {
+        return fail(
+            "data.balance_answers",
+            format!(
+                "{} is outside 0-1 (0: the task's own answer lengths; 1: every answer length \
+                 equally often)",
+                d.balance_answers
+            ),
+        );
+    }
     check_stages(spec)
 }
 
@@ -97,6 +107,7 @@ fn check_text(spec: &Spec) -> Result<(), UserError> {
     let refused = [
         ("data.task", d.task != Task::Close),
         ("data.stages", !d.stages.is_empty()),
+        ("data.balance_answers", d.balance_answers != 0.0),
         ("train.loss_on", spec.train.loss_on != LossOn::Answer),
         ("train.augment", !spec.train.augment.is_empty()),
         ("train.rules", !spec.train.rules.is_empty()),
@@ -743,6 +754,14 @@ mod tests {
                 Box::new(|s| s.data.pairs = vec!["()".into(), "(]".into()]),
             ),
             ("data.train_samples", Box::new(|s| s.data.train_samples = 0)),
+            (
+                "data.balance_answers",
+                Box::new(|s| s.data.balance_answers = 1.5),
+            ),
+            (
+                "data.balance_answers",
+                Box::new(|s| s.data.balance_answers = f64::NAN),
+            ),
             (
                 "train.batch_size",
                 Box::new(|s| s.train.batch_size = 100_000_000),
