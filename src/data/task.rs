@@ -235,13 +235,19 @@ fn moves(depth: usize, remaining: usize, max_depth: usize) -> (bool, bool) {
 }
 
 /// The depths after one step of the generator's walk from `depth`, with their probabilities.
-fn next_depths(depth: usize, remaining: usize, max_depth: usize) -> Vec<(usize, f64)> {
-    match moves(depth, remaining, max_depth) {
-        (true, true) => vec![(depth + 1, 0.5), (depth - 1, 0.5)],
-        (true, false) => vec![(depth + 1, 1.0)],
-        (false, true) => vec![(depth - 1, 1.0)],
-        (false, false) => Vec::new(),
-    }
+fn next_depths(
+    depth: usize,
+    remaining: usize,
+    max_depth: usize,
+) -> impl Iterator<Item = (usize, f64)> {
+    let (can_open, can_close) = moves(depth, remaining, max_depth);
+    let p = if can_open && can_close { 0.5 } else { 1.0 };
+    [
+        can_open.then(|| (depth + 1, p)),
+        can_close.then(|| (depth - 1, p)),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// `reach[step][depth]`: the chance that the generator's walk of `len` brackets, at `depth`
@@ -252,8 +258,7 @@ fn reach(len: usize, end: usize, max_depth: usize) -> Vec<Vec<f64>> {
     for step in (0..len).rev() {
         for depth in 0..=max_depth {
             reach[step][depth] = next_depths(depth, len - step - 1, max_depth)
-                .iter()
-                .map(|&(next, p)| p * reach[step + 1][next])
+                .map(|(next, p)| p * reach[step + 1][next])
                 .sum();
         }
     }
