@@ -124,12 +124,9 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(params: TaskParams, seed: u64) -> Self {
-        let lengths = (params.min_len..=params.max_len)
-            .filter(|&len| feasible(0, len, params.max_depth))
-            .collect();
         Self {
             params,
-            lengths,
+            lengths: prefix_lengths(params),
             rng: ChaCha8Rng::seed_from_u64(seed),
             task: Task::Close,
             balance: None,
@@ -161,21 +158,21 @@ impl Generator {
         e
     }
 
+    /// A prefix length, then the walk. Balanced (`data.balance_answers`): an answer length
+    /// from the balanced shares, a prefix length given it, then the walk conditioned to end
+    /// there, so that among prefixes of one answer length the task's distribution is kept.
     pub fn sample(&mut self, vocab: &Vocab) -> Example {
-        if self.balance.is_some() {
-            return self.sample_balanced(vocab);
-        }
-        let max_depth = self.params.max_depth;
-        let len = self.lengths[self.rng.gen_range(0..self.lengths.len())];
-        let mut stack: Vec<u32> = Vec::with_capacity(max_depth);
-        let mut prefix = Vec::with_capacity(len);
-        for step in 0..len {
-            let (can_open, can_close) = moves(stack.len(), len - step - 1, max_depth);
-            let open = can_open && (!can_close || self.rng.gen_bool(0.5));
-            self.step(vocab, open, &mut stack, &mut prefix);
-        }
-        let answer = stack.iter().rev().map(|&o| vocab.closer_of(o)).collect();
-        Example { prefix, answer }
+        let Some(balance) = &self.balance else {
+            let len = self.lengths[self.rng.gen_range(0..self.lengths.len())];
+            return self.walk(vocab, len, None);
+        };
+        let answer_len = balance.answer_len.sample(&mut self.rng);
+        let given = balance.len_given[answer_len]
+            .as_ref()
+            .expect("only answer lengths the task gives are drawn");
+        let len = self.lengths[given.sample(&mut self.rng)];
+        let reach = reach(len, answer_len, self.params.max_depth);
+        self.walk(vocab, len, Some(&reach))
     }
 
     /// Draws from now on with answer lengths in proportion to p^(1 − strength), p their
@@ -184,47 +181,43 @@ impl Generator {
         self.balance = (strength > 0.0).then(|| Balance::new(self.params, &self.lengths, strength));
     }
 
-    /// An answer length from the balanced shares, a prefix length given it, then the walk
-    /// conditioned to end there: at each step the generator's own move probabilities
-    /// reweighted by the chance of still ending at that depth (a Doob h-transform), so that
-    /// among prefixes of one answer length the task's distribution is kept.
-    fn sample_balanced(&mut self, vocab: &Vocab) -> Example {
-        let balance = self.balance.as_ref().expect("called when balanced");
-        let answer_len = balance.answer_len.sample(&mut self.rng);
-        let len = self.lengths[balance.len_given[answer_len].sample(&mut self.rng)];
+    /// A random walk of `len` brackets: where both moves stay feasible, open with
+    /// probability ½, or, given [`reach`] for the end depth wanted, ½ reweighted by the
+    /// chance of still ending there (a Doob h-transform of the same walk).
+    fn walk(&mut self, vocab: &Vocab, len: usize, reach: Option<&[Vec<f64>]>) -> Example {
         let max_depth = self.params.max_depth;
-        let reach = reach(len, answer_len, max_depth);
         let mut stack: Vec<u32> = Vec::with_capacity(max_depth);
         let mut prefix = Vec::with_capacity(len);
         for step in 0..len {
             let depth = stack.len();
-            let (can_open, can_close) = moves(depth, len - step - 1, max_depth);
-            let open = match (can_open, can_close) {
+            let open = match moves(depth, len - step - 1, max_depth) {
                 (true, true) => {
-                    let up = 0.5 * reach[step + 1][depth + 1];
-                    self.rng.gen_bool((up / reach[step][depth]).clamp(0.0, 1.0))
+                    let p = reach.map_or(0.5, |r| 0.5 * r[step + 1][depth + 1] / r[step][depth]);
+                    self.rng.gen_bool(p.clamp(0.0, 1.0))
                 }
                 (open, _) => open,
             };
-            self.step(vocab, open, &mut stack, &mut prefix);
+            if open {
+                let opener = vocab.opener(self.rng.gen_range(0..self.params.n_pairs));
+                stack.push(opener);
+                prefix.push(opener);
+            } else {
+                let opener = stack
+                    .pop()
+                    .expect("feasible() allows a close only above depth 0");
+                prefix.push(vocab.closer_of(opener));
+            }
         }
         let answer = stack.iter().rev().map(|&o| vocab.closer_of(o)).collect();
         Example { prefix, answer }
     }
+}
 
-    /// One bracket of a walk: a random opener pushed, or the innermost one closed.
-    fn step(&mut self, vocab: &Vocab, open: bool, stack: &mut Vec<u32>, prefix: &mut Vec<u32>) {
-        if open {
-            let opener = vocab.opener(self.rng.gen_range(0..self.params.n_pairs));
-            stack.push(opener);
-            prefix.push(opener);
-        } else {
-            let opener = stack
-                .pop()
-                .expect("feasible() allows a close only above depth 0");
-            prefix.push(vocab.closer_of(opener));
-        }
-    }
+/// The prefix lengths the generator draws from, uniformly: those a walk can end open at.
+fn prefix_lengths(params: TaskParams) -> Vec<usize> {
+    (params.min_len..=params.max_len)
+        .filter(|&len| feasible(0, len, params.max_depth))
+        .collect()
 }
 
 /// Whether a walk at `depth` with `remaining` steps after this one may open, and may close.
@@ -281,47 +274,50 @@ fn end_depths(len: usize, max_depth: usize) -> Vec<f64> {
     at
 }
 
-/// The task's share of each answer length (brackets left open), exactly: the generator's
-/// prefix lengths are uniform over `lengths`.
+/// The task's share of each answer length (brackets left open), exactly.
 pub fn answer_len_shares(params: TaskParams) -> Vec<f64> {
-    let lengths: Vec<usize> = (params.min_len..=params.max_len)
-        .filter(|&len| feasible(0, len, params.max_depth))
-        .collect();
-    let mut shares = vec![0.0; params.max_depth + 1];
-    for &len in &lengths {
-        for (a, p) in end_depths(len, params.max_depth).into_iter().enumerate() {
-            shares[a] += p / lengths.len() as f64;
+    shares(
+        &end_depths_by_len(params, &prefix_lengths(params)),
+        params.max_depth,
+    )
+}
+
+/// [`end_depths`] for each of the generator's prefix lengths.
+fn end_depths_by_len(params: TaskParams, lengths: &[usize]) -> Vec<Vec<f64>> {
+    lengths
+        .iter()
+        .map(|&len| end_depths(len, params.max_depth))
+        .collect()
+}
+
+/// Each answer length's share when the prefix lengths are drawn uniformly.
+fn shares(by_len: &[Vec<f64>], max_depth: usize) -> Vec<f64> {
+    let mut shares = vec![0.0; max_depth + 1];
+    for ends in by_len {
+        for (share, p) in shares.iter_mut().zip(ends) {
+            *share += p / by_len.len() as f64;
         }
     }
     shares
 }
 
 /// What a balanced generator draws from: answer lengths at their balanced shares, and for
-/// each answer length, the prefix lengths (indices into the generator's) in proportion to
-/// how often the task gives that answer length at each.
+/// each answer length the task gives, the prefix lengths (indices into the generator's) in
+/// proportion to how often the task gives that answer length at each.
 struct Balance {
     answer_len: WeightedIndex<f64>,
-    len_given: Vec<WeightedIndex<f64>>,
+    len_given: Vec<Option<WeightedIndex<f64>>>,
 }
 
 impl Balance {
     fn new(params: TaskParams, lengths: &[usize], strength: f64) -> Self {
-        let by_len: Vec<Vec<f64>> = lengths
-            .iter()
-            .map(|&len| end_depths(len, params.max_depth))
-            .collect();
-        let shares = answer_len_shares(params);
-        let target: Vec<f64> = shares
+        let by_len = end_depths_by_len(params, lengths);
+        let target: Vec<f64> = shares(&by_len, params.max_depth)
             .iter()
             .map(|&p| if p > 0.0 { p.powf(1.0 - strength) } else { 0.0 })
             .collect();
         let len_given = (0..=params.max_depth)
-            .map(|a| {
-                let weights: Vec<f64> = by_len.iter().map(|ends| ends[a]).collect();
-                // Answer lengths the task never gives get weight 0 above and are never drawn.
-                WeightedIndex::new(&weights)
-                    .unwrap_or_else(|_| WeightedIndex::new([1.0]).expect("one positive weight"))
-            })
+            .map(|a| WeightedIndex::new(by_len.iter().map(|ends| ends[a])).ok())
             .collect();
         Self {
             answer_len: WeightedIndex::new(&target).expect("the task gives some answer length"),
