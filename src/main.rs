@@ -10,6 +10,8 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // Before anything computes: `runner eval` and `runner explain` score like training ran.
+    bracket_closer::backend::flush_denormals();
     let cli = Cli::parse();
     bracket_closer::logging::init();
     bracket_closer::signals::install();

@@ -303,9 +303,17 @@ def greedy(model, arch, examples):
     model.train()
 
 
+def setup(threads, seed):
+    """Threads, seed, and denormals flushed to zero as the runner flushes them
+    (src/backend.rs): on Intel cores a denormal costs a microcode assist per operation, so
+    without this the two sides would not compute alike."""
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    torch.manual_seed(seed)
+
+
 def bench(args):
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(1)
+    setup(args.threads, 1)
     pool = load(args.pool)
     lengths = [len(p) for p, _ in pool]
     rng = random.Random(1)
@@ -362,8 +370,7 @@ def profile(args):
     table of operators by their own CPU time."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(1)
+    setup(args.threads, 1)
     pool = load(args.pool)
     rng = random.Random(1)
     rows = [pool[i] for i in epoch_batches([len(p) for p, _ in pool], args.batch_size, rng)[0]]
@@ -418,8 +425,7 @@ def train(args):
     fresh examples. Validation exact match is over the run's val.jsonl."""
     m, t, seed = run_settings(args.run)
     seed = args.seed if args.seed is not None else seed
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(seed)
+    setup(args.threads, seed)
     rng = random.Random(seed)
     data = {s: load(f"{args.run}/dataset/{s}.jsonl") for s in ("train", "val")}
     fresh = load(args.fresh or f"{args.run}/fresh_1000.jsonl")
