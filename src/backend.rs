@@ -63,12 +63,12 @@ pub fn set_threads(threads: usize) {
 
 /// Sets flush-to-zero and denormals-are-zero for this thread's f32/f64 arithmetic.
 ///
-/// Why: attention training produces denormal values (softmax and GELU tails, their
-/// gradients), and Intel cores take a microcode assist of ~100 cycles for each FMA that
-/// touches one: on a Xeon of this project's kind `runner bench --arch tra` ran at 251-302
-/// samples/s without this and 1,590-2,441 with it; AMD cores pay far less, which is why
-/// the same binary looked half as fast "on some days" (docs/benchmarks.md). Values below
-/// 1.2e-38 become zero, deterministically, so a spec and seed still give the same metrics.
+/// Why: attention training produces denormal values (which operations make them was not
+/// traced), and Intel cores take a slow microcode path for each operation that touches one.
+/// On an Intel Xeon host `runner bench --arch tra` ran at 251 samples/s without this and
+/// 1,590-2,441 with it; the AMD EPYC host of the earlier benchmarks ran it at 1,654 without
+/// (docs/benchmarks.md). Values below 1.2e-38 become zero, deterministically, so a spec and
+/// seed still give the same metrics.
 #[cfg(target_arch = "x86_64")]
 pub fn flush_denormals() {
     const FLUSH_TO_ZERO: u32 = 1 << 15;

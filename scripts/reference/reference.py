@@ -304,11 +304,10 @@ def greedy(model, arch, examples):
 
 
 def setup(threads, seed):
-    """Threads, seed, and denormals flushed to zero as the runner flushes them
-    (src/backend.rs): on Intel cores a denormal costs a microcode assist per operation, so
-    without this the two sides would not compute alike."""
+    """Threads and seed. Denormals stay as PyTorch's default leaves them: flushing them
+    (`torch.set_flush_denormal`, as the runner does) made this side no faster and tra up to
+    30% slower on an Intel Xeon host (docs/benchmarks.md, 2026-12-02)."""
     torch.set_num_threads(threads)
-    torch.set_flush_denormal(True)
     torch.manual_seed(seed)
 
 
