@@ -303,16 +303,11 @@ def greedy(model, arch, examples):
     model.train()
 
 
-def setup(threads, seed):
-    """Threads and seed. Denormals stay as PyTorch's default leaves them: flushing them
-    (`torch.set_flush_denormal`, as the runner does) made this side no faster and tra up to
-    30% slower on an Intel Xeon host (docs/benchmarks.md, 2026-12-02)."""
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-
-
 def bench(args):
-    setup(args.threads, 1)
+    # Denormals stay at PyTorch's default: torch.set_flush_denormal(True), as the runner
+    # flushes them, made this side no faster on an Intel Xeon (docs/benchmarks.md).
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
     pool = load(args.pool)
     lengths = [len(p) for p, _ in pool]
     rng = random.Random(1)
@@ -369,7 +364,8 @@ def profile(args):
     table of operators by their own CPU time."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
-    setup(args.threads, 1)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
     pool = load(args.pool)
     rng = random.Random(1)
     rows = [pool[i] for i in epoch_batches([len(p) for p, _ in pool], args.batch_size, rng)[0]]
@@ -424,7 +420,8 @@ def train(args):
     fresh examples. Validation exact match is over the run's val.jsonl."""
     m, t, seed = run_settings(args.run)
     seed = args.seed if args.seed is not None else seed
-    setup(args.threads, seed)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(seed)
     rng = random.Random(seed)
     data = {s: load(f"{args.run}/dataset/{s}.jsonl") for s in ("train", "val")}
     fresh = load(args.fresh or f"{args.run}/fresh_1000.jsonl")
