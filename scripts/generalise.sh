@@ -15,7 +15,8 @@
 # not depend on the machine's speed or on the neighbouring run),
 # best (configs/generalise/*.toml but Dyck-4's), dyck4 (configs/generalise/dyck4_*.toml and
 # configs/dyck4_10min.toml, scored on 1000 fresh Dyck-4 examples; no suite, whose deeper
-# set would reach depth 60).
+# set would reach depth 60), dyck4_schemes (the schemes group's runs on Dyck-4 data: its
+# column of the scheme table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The run directories (checkpoints, datasets: ~1.6 GB for 3 seeds) stay out of git; the
@@ -30,7 +31,7 @@ if [[ ${1:-} == --report ]]; then
   exit 0
 fi
 SEEDS=${1:-3}
-ONLY=${ONLY:-schemes best dyck4}
+ONLY=${ONLY:-schemes best dyck4 dyck4_schemes}
 JOBS=${JOBS:-2}
 OUT=${OUT:-bench/generalise-$(date +%Y%m%d-%H%M%S)}
 cargo build --release --quiet
@@ -80,6 +81,15 @@ steps() {
   echo "train.max_steps=${STEPS[$1]} train.eval_every=50 train.budget=10min$decay"
 }
 
+# The same runs on Dyck-4 (configs/dyck4_10min.toml's data), with the same steps: a run sees
+# the same number of examples as on the default task, each about five times as long.
+# (Quoted for xargs, which would strip the inner quotes.)
+DYCK4="'data.pairs=[\"()\",\"[]\",\"{}\",\"<>\"]' data.max_len=100 data.max_depth=30 data.train_samples=100000 data.val_samples=1000"
+dyck4_steps() {
+  # Validation on 1000 long records costs a second or more: every 100 steps.
+  echo "$DYCK4 $(steps "$1") train.eval_every=100"
+}
+
 # One line per run: NAME SUITE CONFIG OVERRIDES...
 jobs_list() {
   for seed in $(seq 1 "$SEEDS"); do
@@ -91,6 +101,16 @@ jobs_list() {
       for arch in gpt ber tra; do
         for pos in learned sinusoidal rope alibi none; do
           echo "$arch-$pos-s$seed suite configs/${arch}_1min.toml experiment.seed=$seed $(steps $arch) model.pos_encoding=$pos"
+        done
+      done
+    fi
+    if has dyck4_schemes; then
+      for arch in gru lstm stack; do
+        echo "dyck4-$arch-s$seed fresh configs/${arch}_1min.toml experiment.seed=$seed $(dyck4_steps $arch)"
+      done
+      for arch in gpt ber tra; do
+        for pos in learned sinusoidal rope alibi none; do
+          echo "dyck4-$arch-$pos-s$seed fresh configs/${arch}_1min.toml experiment.seed=$seed $(dyck4_steps $arch) model.pos_encoding=$pos"
         done
       done
     fi

@@ -686,8 +686,12 @@ pub struct TrainSpec {
     pub eval_every: EvalEvery,
     /// Stop after this many evaluations without a better val_exact; 0 = never.
     pub patience: u32,
-    /// Stop when val_exact reaches this.
+    /// Stop when val_exact reaches this (and what a time-to-target sweep times).
     pub target_exact: f64,
+    /// false: train on after reaching `target_exact`, to `max_steps` or the budget. The best
+    /// checkpoint then keeps improving on val_loss at 100% exact match, which is what
+    /// prefixes longer or deeper than training's may need.
+    pub stop_at_target: bool,
     /// gpt: `answer` (closers and `,`) or `all` (every next token).
     pub loss_on: LossOn,
     /// Parts of the model left as they start (e.g. `["embed", "layers.0"]`): a part is a
@@ -780,6 +784,7 @@ impl Default for TrainSpec {
             eval_every: EvalEvery::Time(duration("5s")),
             patience: 0,
             target_exact: 1.0,
+            stop_at_target: true,
             loss_on: LossOn::Answer,
             freeze: Vec::new(),
             sparsity: 0.0,

@@ -532,7 +532,10 @@ impl<'a> Loop<'a> {
         let t = &self.input.spec.train;
         Ok(if !keep_going {
             Some(StopReason::Pruned)
-        } else if row.stage == self.stages() && row.val_exact.is_some_and(|e| e >= t.target_exact) {
+        } else if t.stop_at_target
+            && row.stage == self.stages()
+            && row.val_exact.is_some_and(|e| e >= t.target_exact)
+        {
             Some(StopReason::Target)
         } else if t.patience > 0 && self.since_best >= t.patience {
             Some(StopReason::Patience)

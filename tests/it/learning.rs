@@ -218,3 +218,29 @@ fn a_huge_learning_rate_diverges_without_panicking() {
     assert_eq!(report.stop_reason, StopReason::Diverged);
     assert_eq!(report.stop_reason.status(), Status::Diverged);
 }
+
+#[test]
+fn a_run_trains_past_its_target_only_when_told_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = small_spec(Arch::Gru);
+    spec.train.max_steps = 200;
+    spec.train.eval_every = EvalEvery::Steps(50);
+    // Any exact match at all would stop a run that honoured its target.
+    spec.train.target_exact = 1e-9;
+    spec.train.stop_at_target = false;
+    let (past, _) = fit(&spec, dir.path());
+    assert_eq!(past.stop_reason, StopReason::MaxSteps);
+    assert_eq!(past.rows.len(), 4);
+    // The target: what an evaluation before the last reached, so a stopping run ends early.
+    let target = past.rows[..3]
+        .iter()
+        .filter_map(|r| r.val_exact)
+        .fold(0.0, f64::max);
+    assert!(target > 0.0, "rows {:?}", past.rows);
+    spec.train.target_exact = target;
+    spec.train.stop_at_target = true;
+    let dir = tempfile::tempdir().unwrap();
+    let (stopped, _) = fit(&spec, dir.path());
+    assert_eq!(stopped.stop_reason, StopReason::Target);
+    assert!(stopped.rows.len() <= 3, "rows {:?}", stopped.rows);
+}
