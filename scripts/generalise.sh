@@ -6,9 +6,11 @@
 # 2-core machine: seconds to 99% are then those of a machine with a neighbour).
 #
 #   scripts/generalise.sh [SEEDS]                 # default 3; writes bench/generalise-<stamp>/
+#   FIRST_SEED=2 scripts/generalise.sh 3          # seeds 2-3 only (seed 1 ran before)
 #   ONLY="best dyck4" scripts/generalise.sh 3   # some groups
 #   OUT=bench/generalise-x scripts/generalise.sh  # add to (or finish) an earlier directory
 #   scripts/generalise.sh --report DIR            # only the tables, from what DIR holds
+#   ADD=bench/x.csv scripts/generalise.sh ...     # the tables also count an earlier CSV's runs
 #
 # Groups: schemes (each *_1min config, the attention ones under every position scheme, and the
 # stack model with a GRU controller; step-based, STEPS_<arch> steps, so that the table does
@@ -22,7 +24,9 @@ cd "$(dirname "$0")/.."
 # The run directories (checkpoints, datasets: ~1.6 GB for 3 seeds) stay out of git; the
 # tables and one row per run go to bench/<dir>.md and bench/<dir>.csv.
 report() {
-  python3 scripts/generalise/report.py "$1" | tee "$1/report.md" > "$1.md"
+  local add=()
+  for csv in ${ADD:-}; do add+=(--add "$csv"); done
+  python3 scripts/generalise/report.py "$1" "${add[@]}" | tee "$1/report.md" > "$1.md"
   python3 scripts/generalise/report.py "$1" --csv > "$1.csv"
   cat "$1.md"
 }
@@ -31,6 +35,7 @@ if [[ ${1:-} == --report ]]; then
   exit 0
 fi
 SEEDS=${1:-3}
+FIRST_SEED=${FIRST_SEED:-1}
 ONLY=${ONLY:-schemes best dyck4 dyck4_schemes}
 JOBS=${JOBS:-2}
 OUT=${OUT:-bench/generalise-$(date +%Y%m%d-%H%M%S)}
@@ -39,7 +44,7 @@ RUNNER=$PWD/target/release/runner
 mkdir -p "$OUT"
 {
   echo "date:     $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "command:  scripts/generalise.sh $SEEDS (ONLY=$ONLY, JOBS=$JOBS)"
+  echo "command:  scripts/generalise.sh $SEEDS (FIRST_SEED=$FIRST_SEED, ONLY=$ONLY, JOBS=$JOBS)"
   echo "commit:   $(git rev-parse --short HEAD)"
   echo "cpu:      $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 } >> "$OUT/machine.txt"
@@ -92,7 +97,7 @@ dyck4_steps() {
 
 # One line per run: NAME SUITE CONFIG OVERRIDES...
 jobs_list() {
-  for seed in $(seq 1 "$SEEDS"); do
+  for seed in $(seq "$FIRST_SEED" "$SEEDS"); do
     if has schemes; then
       for arch in gru lstm stack; do
         echo "$arch-s$seed suite configs/${arch}_1min.toml experiment.seed=$seed $(steps $arch)"

@@ -1,7 +1,10 @@
 """The generalisation benchmark's tables (docs/generalisation.md), from scripts/generalise.sh.
 
-Usage: report.py DIR         (DIR holds <condition>-s<seed>/<run-id>/ run directories)
-       report.py DIR --csv   one row per run instead (what bench/generalise-*.csv keep)
+Usage: report.py DIR [--add CSV]...  (DIR holds <condition>-s<seed>/<run-id>/ run directories)
+       report.py DIR --csv            one row per run instead (what bench/generalise-*.csv keep)
+
+--add CSV puts the rows of an earlier run's per-run CSV (its run directories gone) beside
+DIR's in the tables: seeds run in two sessions (FIRST_SEED in scripts/generalise.sh).
 
 Per condition (the run name without its seed), the median and range over seeds of: exact
 match on 1000 fresh examples of the run's own data, the suite's longer and deeper sets,
@@ -82,20 +85,32 @@ COLUMNS = [
 ]
 
 
+KEYS = ["fresh", "longer", "deeper", "secs99", "steps99", "steps", "wall", "params"]
+
+
 def per_run_csv(root):
-    keys = ["fresh", "longer", "deeper", "secs99", "steps99", "steps", "wall", "params"]
     writer = csv.writer(sys.stdout)
-    writer.writerow(["condition", "seed"] + keys)
+    writer.writerow(["condition", "seed"] + KEYS)
     for out in sorted(root.glob("*/*/fresh.json")):
         run = out.parent
         name = run.parent.name
         condition, seed = re.match(r"(.*)-s(\d+)$", name).groups()
         row = read_run(run)
-        writer.writerow([condition, seed] + ["" if row[k] is None else row[k] for k in keys])
+        writer.writerow([condition, seed] + ["" if row[k] is None else row[k] for k in KEYS])
 
 
-def main(root):
+def added_rows(path):
+    """(condition, row) from a per-run CSV written by --csv; empty cells are None."""
+    with open(path, newline="") as f:
+        for line in csv.DictReader(f):
+            yield line["condition"], {k: float(line[k]) if line[k] else None for k in KEYS}
+
+
+def main(root, added):
     runs = defaultdict(list)
+    for path in added:
+        for condition, row in added_rows(path):
+            runs[condition].append(row)
     for out in sorted(root.glob("*/*/fresh.json")):
         run = out.parent
         condition = re.sub(r"-s\d+$", "", run.parent.name)
@@ -104,6 +119,8 @@ def main(root):
     machine = root / "machine.txt"
     if machine.exists():
         print("```\n" + machine.read_text().strip() + "\n```\n")
+    for path in added:
+        print(f"With the runs of `{path}` added.\n")
     print("Median (min-max) over seeds; fresh = 1000 new examples of the run's own data.\n")
     print("| condition | seeds | " + " | ".join(c[0] for c in COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))
@@ -113,7 +130,8 @@ def main(root):
 
 
 if __name__ == "__main__":
-    if "--csv" in sys.argv[2:]:
+    args = sys.argv[2:]
+    if "--csv" in args:
         per_run_csv(Path(sys.argv[1]))
     else:
-        main(Path(sys.argv[1]))
+        main(Path(sys.argv[1]), [a for i, a in enumerate(args) if i > 0 and args[i - 1] == "--add"])
