@@ -11,6 +11,7 @@ match on 1000 fresh examples of the run's own data, the suite's longer and deepe
 seconds and steps to 99% validation exact match, and the steps and seconds trained.
 """
 
+import argparse
 import csv
 import json
 import re
@@ -88,14 +89,18 @@ COLUMNS = [
 KEYS = ["fresh", "longer", "deeper", "secs99", "steps99", "steps", "wall", "params"]
 
 
+def dir_rows(root):
+    """(condition, seed, row) for each finished run under DIR, in name order."""
+    for out in sorted(root.glob("*/*/fresh.json")):
+        run = out.parent
+        condition, seed = re.match(r"(.*)-s(\d+)$", run.parent.name).groups()
+        yield condition, seed, read_run(run)
+
+
 def per_run_csv(root):
     writer = csv.writer(sys.stdout)
     writer.writerow(["condition", "seed"] + KEYS)
-    for out in sorted(root.glob("*/*/fresh.json")):
-        run = out.parent
-        name = run.parent.name
-        condition, seed = re.match(r"(.*)-s(\d+)$", name).groups()
-        row = read_run(run)
+    for condition, seed, row in dir_rows(root):
         writer.writerow([condition, seed] + ["" if row[k] is None else row[k] for k in KEYS])
 
 
@@ -111,10 +116,8 @@ def main(root, added):
     for path in added:
         for condition, row in added_rows(path):
             runs[condition].append(row)
-    for out in sorted(root.glob("*/*/fresh.json")):
-        run = out.parent
-        condition = re.sub(r"-s\d+$", "", run.parent.name)
-        runs[condition].append(read_run(run))
+    for condition, _, row in dir_rows(root):
+        runs[condition].append(row)
     print(f"# Generalisation benchmark: {root}\n")
     machine = root / "machine.txt"
     if machine.exists():
@@ -130,8 +133,12 @@ def main(root, added):
 
 
 if __name__ == "__main__":
-    args = sys.argv[2:]
-    if "--csv" in args:
-        per_run_csv(Path(sys.argv[1]))
+    parser = argparse.ArgumentParser(description="The generalisation benchmark's tables.")
+    parser.add_argument("dir", type=Path, help="holds <condition>-s<seed>/<run-id>/ run directories")
+    parser.add_argument("--csv", action="store_true", help="one row per run of DIR instead")
+    parser.add_argument("--add", action="append", default=[], metavar="CSV", help="an earlier per-run CSV")
+    args = parser.parse_args()
+    if args.csv:
+        per_run_csv(args.dir)
     else:
-        main(Path(sys.argv[1]), [a for i, a in enumerate(args) if i > 0 and args[i - 1] == "--add"])
+        main(args.dir, args.add)
