@@ -415,8 +415,11 @@ mod tests {
     #[test]
     fn fused_gru_matches_the_composed_one_in_values_and_gradients() {
         let device = Device::flex().autodiff();
-        // Odd sizes, one row, and a batch large enough to be split across threads.
-        for (batch, len, d_in, hidden) in [(3, 7, 5, 8), (1, 1, 3, 4), (40, 12, 6, 16)] {
+        // Odd sizes, one row, a batch large enough to be split across threads, and a
+        // hidden size of one 16-lane block and a remainder (the kernels' element-wise loops).
+        for (batch, len, d_in, hidden) in
+            [(3, 7, 5, 8), (1, 1, 3, 4), (40, 12, 6, 16), (5, 4, 3, 21)]
+        {
             let gru = GruConfig::new(d_in, hidden, true).init(&device);
             let x = Tensor::random([batch, len, d_in], Distribution::Normal(0.0, 1.0), &device);
             let h0 = Tensor::random([batch, hidden], Distribution::Normal(0.0, 1.0), &device);
@@ -468,7 +471,9 @@ mod tests {
     #[test]
     fn fused_lstm_matches_the_composed_one_in_values_and_gradients() {
         let device = Device::flex().autodiff();
-        for (batch, len, d_in, hidden) in [(3, 7, 5, 8), (1, 1, 3, 4), (40, 12, 6, 16)] {
+        for (batch, len, d_in, hidden) in
+            [(3, 7, 5, 8), (1, 1, 3, 4), (40, 12, 6, 16), (5, 4, 3, 21)]
+        {
             let lstm = LstmConfig::new(d_in, hidden, true).init(&device);
             let forget = lstm.forget_gate.as_ref().unwrap();
             let gates = [&lstm.input_gate, forget, &lstm.cell_gate, &lstm.output_gate];
