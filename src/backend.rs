@@ -61,31 +61,9 @@ pub fn set_threads(threads: usize) {
         .build_global();
 }
 
-/// Sets flush-to-zero and denormals-are-zero for this thread's f32/f64 arithmetic.
-///
-/// Why: attention training produces denormal values (which operations make them was not
-/// traced), and Intel cores take a slow microcode path for each operation that touches one.
-/// On an Intel Xeon host `runner bench --arch tra` ran at 251 samples/s without this and
-/// 1,590-2,441 with it; the AMD EPYC host of the earlier benchmarks ran it at 1,654 without
-/// (docs/benchmarks.md). Values below 1.2e-38 become zero, deterministically, so a spec and
-/// seed still give the same metrics.
-#[cfg(target_arch = "x86_64")]
-pub fn flush_denormals() {
-    const FLUSH_TO_ZERO: u32 = 1 << 15;
-    const DENORMALS_ARE_ZERO: u32 = 1 << 6;
-    let mut csr: u32 = 0;
-    // SAFETY: stmxcsr/ldmxcsr read and write this thread's SSE control register only; the
-    // bits set change how underflow rounds, nothing else.
-    unsafe {
-        std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags));
-        csr |= FLUSH_TO_ZERO | DENORMALS_ARE_ZERO;
-        std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, readonly, preserves_flags));
-    }
-}
-
-/// Other targets keep IEEE denormals (their cost there is not measured).
-#[cfg(not(target_arch = "x86_64"))]
-pub fn flush_denormals() {}
+/// Flush-to-zero and denormals-are-zero for this thread (defined beside the kernels, whose
+/// timing examples need it too).
+pub use crate::kernels::flush_denormals;
 
 /// Whether `device` computes on the CPU (flex or ndarray), whose thread pool
 /// [`set_threads`] sizes.

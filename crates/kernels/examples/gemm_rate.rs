@@ -35,8 +35,11 @@ fn rate(flops: f64, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    // As the runner does (src/backend.rs): without it, Intel cores slow down on denormals.
+    bracket_kernels::flush_denormals();
     rayon::ThreadPoolBuilder::new()
         .num_threads(1)
+        .start_handler(|_| bracket_kernels::flush_denormals())
         .build_global()
         .expect("one thread");
     let device = Device::flex();
@@ -64,4 +67,58 @@ fn main() {
         });
         println!("{what} [{m}x{k}]x[{k}x{n}] | {direct:.1} | {flex:.1}");
     }
+    transposes();
+}
+
+/// The linear layer's backward products (rows 1408: 64 records of 22 tokens), each with the
+/// transposed operand read through a strided view and from a dense transposed copy (the
+/// copy's time included).
+fn transposes() {
+    println!("backward product | view GFLOP/s | dense copy GFLOP/s (copy included)");
+    for (inputs, outputs) in [(64, 64), (64, 256), (256, 64)] {
+        let rows = 1408;
+        let x: Vec<f32> = (0..rows * inputs).map(|i| (i % 7) as f32 * 0.1).collect();
+        let w: Vec<f32> = (0..inputs * outputs)
+            .map(|i| (i % 5) as f32 * 0.1)
+            .collect();
+        let dy: Vec<f32> = (0..rows * outputs).map(|i| (i % 3) as f32 * 0.1).collect();
+        let flops = 2.0 * (rows * inputs * outputs) as f64;
+        let (xv, wv, yv) = (
+            View::dense(rows, inputs),
+            View::dense(inputs, outputs),
+            View::dense(rows, outputs),
+        );
+        let mut dx = vec![0.0f32; rows * inputs];
+        let view = rate(flops, || matmul(&mut dx, xv, &dy, yv, &w, wv.t(), false));
+        let copy = rate(flops, || {
+            let wt = transpose(&w, inputs, outputs);
+            matmul(
+                &mut dx,
+                xv,
+                &dy,
+                yv,
+                &wt,
+                View::dense(outputs, inputs),
+                false,
+            )
+        });
+        println!("dx = dy·Wᵀ, {inputs} <- {outputs} | {view:.1} | {copy:.1}");
+        let mut dw = vec![0.0f32; inputs * outputs];
+        let view = rate(flops, || matmul(&mut dw, wv, &x, xv.t(), &dy, yv, false));
+        let copy = rate(flops, || {
+            let xt = transpose(&x, rows, inputs);
+            matmul(&mut dw, wv, &xt, View::dense(inputs, rows), &dy, yv, false)
+        });
+        println!("dW = xᵀ·dy, {inputs} -> {outputs} | {view:.1} | {copy:.1}");
+    }
+}
+
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; m.len()];
+    for (r, row) in m.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
+    }
+    t
 }

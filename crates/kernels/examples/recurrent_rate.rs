@@ -56,8 +56,11 @@ fn report(what: &str, d: gru::Dims, gates: usize, fwd: f64, bwd: f64) {
 }
 
 fn main() {
+    // As the runner does (src/backend.rs): without it, Intel cores slow down on denormals.
+    bracket_kernels::flush_denormals();
     rayon::ThreadPoolBuilder::new()
         .num_threads(1)
+        .start_handler(|_| bracket_kernels::flush_denormals())
         .build_global()
         .expect("one thread");
     for batch in [64, 32] {

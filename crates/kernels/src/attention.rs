@@ -14,7 +14,7 @@
 
 use super::block_rows;
 use super::gemm::{matmul, View};
-use super::math::{softmax_in_place, with_simd};
+use super::math::{dot, softmax_in_place, with_simd};
 use rayon::prelude::*;
 
 /// The sizes of one call.
@@ -93,20 +93,17 @@ pub fn forward(
                 let mask = &mask[b * rm..][..rm];
                 with_simd(
                     #[inline(always)]
-                    || forward_row(&d, q, k, v, mask, fill, out, p),
+                    || forward_row(&d, [q, k, v], mask, fill, out, p),
                 );
             }
         });
     (out, p)
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_row(
     d: &Dims,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    [q, k, v]: [&[f32]; 3],
     mask: &[bool],
     fill: f32,
     out: &mut [f32],
@@ -213,7 +210,7 @@ fn backward_row(d: &Dims, x: &Row, ds: &mut [f32], dq: &mut [f32], dk: &mut [f32
         matmul(ds, pv, x.dout, hq, x.v, hk.t(), false);
         let rows = ds.chunks_exact_mut(lk).zip(p.chunks_exact(lk));
         for ((ds, p), mask) in rows.zip(x.mask.chunks_exact(lk)) {
-            let dot: f32 = ds.iter().zip(p).map(|(a, b)| a * b).sum();
+            let dot = dot(ds, p);
             for ((g, &p), &m) in ds.iter_mut().zip(p).zip(mask) {
                 *g = if m { 0.0 } else { p * (*g - dot) * scale };
             }

@@ -98,7 +98,8 @@ fn check(d: &Dims, values: &[f32], targets: &[i64]) {
 #[inline(always)]
 fn softmax(x: &[f32], p: &mut [f32]) -> f64 {
     p.copy_from_slice(x);
-    softmax_in_place(p)
+    let (max, sum) = softmax_in_place(p);
+    max as f64 + (sum as f64).ln()
 }
 
 /// −Σ_c q_c (x_c − lse) = lse − Σ_c q_c x_c, since q sums to 1.

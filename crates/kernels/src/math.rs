@@ -63,6 +63,12 @@ pub(super) fn tanh1(x: f32) -> f32 {
 /// erf x (Abramowitz & Stegun 7.1.26, 1.5e-7 absolute in exact arithmetic).
 #[inline(always)]
 pub(super) fn erf1(x: f32) -> f32 {
+    erf_and_gauss(x).0
+}
+
+/// erf x and e^(−x²), which erf's formula computes on the way (GELU′ needs both).
+#[inline(always)]
+fn erf_and_gauss(x: f32) -> (f32, f32) {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let p = 1.061_405_4;
@@ -70,7 +76,8 @@ pub(super) fn erf1(x: f32) -> f32 {
     let p = p * t + 1.421_413_7;
     let p = p * t - 0.284_496_74;
     let p = p * t + 0.254_829_6;
-    (1.0 - p * t * exp1(-a * a)).copysign(x)
+    let gauss = exp1(-a * a);
+    ((1.0 - p * t * gauss).copysign(x), gauss)
 }
 
 /// GELU x = x Φ(x) = ½ x (1 + erf(x / √2)), burn's exact (not the tanh) form.
@@ -79,30 +86,118 @@ pub(super) fn gelu1(x: f32) -> f32 {
     0.5 * x * (1.0 + erf1(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// d GELU / dx = Φ(x) + x φ(x).
+/// d GELU / dx = Φ(x) + x φ(x), with φ's e^(−x²/2) taken from erf(x/√2): one `exp`.
 #[inline(always)]
 pub(super) fn gelu_grad1(x: f32) -> f32 {
     // 1 / √(2π)
     const INV_SQRT_2PI: f32 = 0.398_942_3;
-    let cdf = 0.5 * (1.0 + erf1(x * std::f32::consts::FRAC_1_SQRT_2));
-    cdf + x * INV_SQRT_2PI * exp1(-0.5 * x * x)
+    let (erf, gauss) = erf_and_gauss(x * std::f32::consts::FRAC_1_SQRT_2);
+    0.5 * (1.0 + erf) + x * INV_SQRT_2PI * gauss
 }
 
-/// softmax of `row` in place (max-shifted, through [`exp1`]); returns log Σ e^row, which a
-/// log-softmax needs. Inline: call it inside [`with_simd`].
+/// dx = GELU′(x) · dy, in one pass.
+pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), dy.len());
+    let mut dx = dy.to_vec();
+    with_simd(
+        #[inline(always)]
+        || {
+            // A plain loop over two slices: an iterator `map(...).collect()` stayed scalar.
+            for (d, &x) in dx.iter_mut().zip(x) {
+                *d *= gelu_grad1(x);
+            }
+        },
+    );
+    dx
+}
+
+/// Σ f(x) over a slice, in [`LANES`] running sums (one vector register: a single running
+/// sum is one add after another, ~4 cycles each) added pairwise at the end. A fixed order,
+/// so repeatable; call it inside [`with_simd`].
 #[inline(always)]
-pub(super) fn softmax_in_place(row: &mut [f32]) -> f64 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0f32;
+pub(super) fn sum_by(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let blocks = x.chunks_exact(LANES);
+    let rest = blocks.remainder();
+    for b in blocks {
+        for (a, &v) in acc.iter_mut().zip(b) {
+            *a += f(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(rest) {
+        *a += f(v);
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for k in 0..width {
+            acc[k] += acc[k + width];
+        }
+    }
+    acc[0]
+}
+
+/// Σ a·b, like [`sum_by`].
+#[inline(always)]
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let (ba, bb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ba.remainder(), bb.remainder());
+    for (x, y) in ba.zip(bb) {
+        for k in 0..LANES {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    for (k, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[k] += x * y;
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for k in 0..width {
+            acc[k] += acc[k + width];
+        }
+    }
+    acc[0]
+}
+
+/// softmax of `row` in place (max-shifted, through [`exp1`]); returns the max and the sum
+/// of the shifted exponentials, from which a log-softmax gets log Σ e^row. The max, the
+/// exponentials and the sum are separate passes so that each vectorises: with the sum
+/// inside the `exp` loop, that loop ran one element at a time. Inline: call it inside
+/// [`with_simd`].
+#[inline(always)]
+pub(super) fn softmax_in_place(row: &mut [f32]) -> (f32, f32) {
+    let max = max_of(row);
     for v in row.iter_mut() {
         *v = exp1(*v - max);
-        sum += *v;
     }
+    let sum = sum_by(row, |v| v);
     let inv = 1.0 / sum;
     for v in row.iter_mut() {
         *v *= inv;
     }
-    max as f64 + (sum as f64).ln()
+    (max, sum)
+}
+
+/// The largest value (−∞ for none), in [`LANES`] running maxima: the same value as a
+/// sequential fold, which does not vectorise.
+#[inline(always)]
+pub(super) fn max_of(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let blocks = x.chunks_exact(LANES);
+    let rest = blocks.remainder();
+    for b in blocks {
+        for (a, &v) in acc.iter_mut().zip(b) {
+            *a = a.max(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(rest) {
+        *a = a.max(v);
+    }
+    acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 /// Runs `f` compiled for AVX-512 when the CPU has it (16-wide vectors; on the Intel Xeon
@@ -354,6 +449,35 @@ mod tests {
             let numeric = (gelu64(x as f64 + h) - gelu64(x as f64 - h)) / (2.0 * h);
             let err = (d as f64 - numeric).abs();
             assert!(err <= 1e-6, "gelu'({x}): error {err:e}");
+        }
+    }
+
+    #[test]
+    fn lane_sums_match_f64_sums_for_every_length() {
+        for n in [0, 5, LANES, LANES + 5, 64, 3 * LANES + 15] {
+            let a: Vec<f32> = grid(-3.0, 3.0).into_iter().step_by(97).take(n).collect();
+            let b: Vec<f32> = a.iter().map(|x| 1.5 - x * 0.25).collect();
+            let want_sq: f64 = a.iter().map(|&x| (x as f64).powi(2)).sum();
+            let want_dot: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            let (sq, d) = with_simd(|| (sum_by(&a, |x| x * x), dot(&a, &b)));
+            assert!(
+                (sq as f64 - want_sq).abs() <= 1e-6 * (1.0 + want_sq),
+                "n {n}: {sq} vs {want_sq}"
+            );
+            assert!(
+                (d as f64 - want_dot).abs() <= 1e-5 * (1.0 + want_dot.abs()),
+                "n {n}: {d} vs {want_dot}"
+            );
+        }
+    }
+
+    #[test]
+    fn gelu_backward_is_the_derivative_times_the_gradient() {
+        let x = grid(-6.0, 6.0);
+        let dy: Vec<f32> = x.iter().map(|v| (v * 1.3).sin()).collect();
+        let dx = gelu_backward(&x, &dy);
+        for ((&x, &g), &d) in x.iter().zip(&dy).zip(&dx) {
+            assert_eq!(d, gelu_grad1(x) * g, "x {x}");
         }
     }
 

@@ -385,11 +385,7 @@ impl Backward<Flex, 1> for GeluBackward {
     fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dy = grads.consume::<Flex>(&ops.node);
         if let [Some(node)] = ops.parents {
-            let mut dx = values(&ops.state).into_owned();
-            math::gelu_grad(&mut dx);
-            dx.iter_mut()
-                .zip(values(&dy).iter())
-                .for_each(|(d, g)| *d *= g);
+            let dx = math::gelu_backward(&values(&ops.state), &values(&dy));
             grads.register::<Flex>(node.id, tensor(dx, ops.state.layout().shape()));
         }
     }
