@@ -5,38 +5,18 @@
 //!     cargo run --release -p bracket-kernels --example attention_rate
 
 use bracket_kernels::{attention, math, norm};
-use std::time::Instant;
 
-/// The best of five windows of at least 0.2 s, in microseconds per call.
-fn best_us(mut f: impl FnMut()) -> f64 {
-    f();
-    (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            let mut reps = 0u32;
-            while start.elapsed().as_secs_f64() < 0.2 {
-                f();
-                reps += 1;
-            }
-            start.elapsed().as_secs_f64() * 1e6 / reps as f64
-        })
-        .fold(f64::INFINITY, f64::min)
-}
+mod common;
 
-fn values(n: usize, seed: usize, scale: f32) -> Vec<f32> {
-    (0..n)
-        .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0 - 1.0) * scale)
-        .collect()
+use common::values;
+
+/// Microseconds per call: the best of five windows of at least 0.2 s.
+fn best_us(f: impl FnMut()) -> f64 {
+    common::best_seconds(0.2, 5, f) * 1e6
 }
 
 fn main() {
-    // As the runner does (src/backend.rs): without it, Intel cores slow down on denormals.
-    bracket_kernels::flush_denormals();
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .start_handler(|_| bracket_kernels::flush_denormals())
-        .build_global()
-        .expect("one thread");
+    common::one_thread();
     let (batch, len, d, ff, heads) = (64, 22, 64, 256, 4);
     let rows = batch * len;
 

@@ -6,7 +6,6 @@
 
 use bracket_kernels::gemm::{matmul, View};
 use burn::prelude::*;
-use std::time::Instant;
 
 /// (what, m, k, n) for [m, k] × [k, n].
 const SHAPES: [(&str, usize, usize, usize); 6] = [
@@ -18,30 +17,15 @@ const SHAPES: [(&str, usize, usize, usize); 6] = [
     ("attention scores, one head, 22 x 16 x 22", 22, 16, 22),
 ];
 
-fn rate(flops: f64, mut f: impl FnMut()) -> f64 {
-    f();
-    // Repeat for at least 0.3 s; report the best of three such windows.
-    (0..3)
-        .map(|_| {
-            let start = Instant::now();
-            let mut reps = 0u32;
-            while start.elapsed().as_secs_f64() < 0.3 {
-                f();
-                reps += 1;
-            }
-            flops * reps as f64 / start.elapsed().as_secs_f64() / 1e9
-        })
-        .fold(0.0, f64::max)
+mod common;
+
+/// GFLOP/s of `f`: the best of three windows of at least 0.3 s.
+fn rate(flops: f64, f: impl FnMut()) -> f64 {
+    flops / common::best_seconds(0.3, 3, f) / 1e9
 }
 
 fn main() {
-    // As the runner does (src/backend.rs): without it, Intel cores slow down on denormals.
-    bracket_kernels::flush_denormals();
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .start_handler(|_| bracket_kernels::flush_denormals())
-        .build_global()
-        .expect("one thread");
+    common::one_thread();
     let device = Device::flex();
     println!("shape | gemm crate GFLOP/s | burn-flex matmul GFLOP/s");
     for (what, m, k, n) in SHAPES {
@@ -91,7 +75,7 @@ fn transposes() {
         let mut dx = vec![0.0f32; rows * inputs];
         let view = rate(flops, || matmul(&mut dx, xv, &dy, yv, &w, wv.t(), false));
         let copy = rate(flops, || {
-            let wt = transpose(&w, inputs, outputs);
+            let wt = bracket_kernels::transposed(&w, inputs, outputs);
             matmul(
                 &mut dx,
                 xv,
@@ -106,19 +90,9 @@ fn transposes() {
         let mut dw = vec![0.0f32; inputs * outputs];
         let view = rate(flops, || matmul(&mut dw, wv, &x, xv.t(), &dy, yv, false));
         let copy = rate(flops, || {
-            let xt = transpose(&x, rows, inputs);
+            let xt = bracket_kernels::transposed(&x, rows, inputs);
             matmul(&mut dw, wv, &xt, View::dense(inputs, rows), &dy, yv, false)
         });
         println!("dW = xᵀ·dy, {inputs} -> {outputs} | {view:.1} | {copy:.1}");
     }
-}
-
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0.0; m.len()];
-    for (r, row) in m.chunks_exact(cols).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            t[c * rows + r] = v;
-        }
-    }
-    t
 }

@@ -8,28 +8,14 @@
 
 use bracket_kernels::gemm::{matmul, View};
 use bracket_kernels::{gru, lstm};
-use std::time::Instant;
 
-/// The best of five windows of at least 0.3 s, in milliseconds per call.
-fn best_ms(mut f: impl FnMut()) -> f64 {
-    f();
-    (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            let mut reps = 0u32;
-            while start.elapsed().as_secs_f64() < 0.3 {
-                f();
-                reps += 1;
-            }
-            start.elapsed().as_secs_f64() * 1e3 / reps as f64
-        })
-        .fold(f64::INFINITY, f64::min)
-}
+mod common;
 
-fn values(n: usize, seed: usize, scale: f32) -> Vec<f32> {
-    (0..n)
-        .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0 - 1.0) * scale)
-        .collect()
+use common::values;
+
+/// Milliseconds per call: the best of five windows of at least 0.3 s.
+fn best_ms(f: impl FnMut()) -> f64 {
+    common::best_seconds(0.3, 5, f) * 1e3
 }
 
 /// Milliseconds for `steps` products [rows, k] × [k, n] (one per step).
@@ -56,13 +42,7 @@ fn report(what: &str, d: gru::Dims, gates: usize, fwd: f64, bwd: f64) {
 }
 
 fn main() {
-    // As the runner does (src/backend.rs): without it, Intel cores slow down on denormals.
-    bracket_kernels::flush_denormals();
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .start_handler(|_| bracket_kernels::flush_denormals())
-        .build_global()
-        .expect("one thread");
+    common::one_thread();
     for batch in [64, 32] {
         let d = gru::Dims {
             batch,
@@ -105,7 +85,7 @@ fn transposed_product() {
     let (m, h) = (64, 128);
     let h4 = 4 * h;
     let u = values(h * h4, 1, 0.1);
-    let ut: Vec<f32> = (0..h4 * h).map(|x| u[(x % h) * h4 + x / h]).collect();
+    let ut = bracket_kernels::transposed(&u, h, h4);
     let dg = values(m * h4, 2, 0.1);
     let mut dh = vec![0.0; m * h];
     let flops = 2.0 * (m * h * h4) as f64;

@@ -100,7 +100,7 @@ pub(crate) fn weight_grads(hidden: usize, prev: &[f32], dg: &[f32]) -> (Vec<f32>
 /// Why: the backward pass multiplies by Uᵀ once per step; through a transposed view the
 /// gemm crate ran that product at 52 GFLOP/s, from a dense copy at 87-90 (LSTM's shape,
 /// batch 64, H 128, one thread; `examples/recurrent_rate.rs`). The copy is made once per call.
-pub(crate) fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     assert_eq!(m.len(), rows * cols);
     let mut t = vec![0.0; m.len()];
     for (r, row) in m.chunks_exact(cols).enumerate() {

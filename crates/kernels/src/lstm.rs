@@ -212,9 +212,8 @@ fn backward_row(
     dh: &mut [f32],
     dc: &mut [f32],
 ) {
-    let ins = [i, f, g, o, tc, cp, dy_h, dy_c];
     map_lanes(
-        ins,
+        [i, f, g, o, tc, cp, dy_h, dy_c],
         [dx_i, dx_f, dx_g, dx_o, dc, dh],
         #[inline(always)]
         |[i, f, g, o, tc, cp, dy_h, dy_c], [_, _, _, _, dc, dh]| {

@@ -116,48 +116,58 @@ pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
 /// so repeatable; call it inside [`with_simd`].
 #[inline(always)]
 pub(super) fn sum_by(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let blocks = x.chunks_exact(LANES);
-    let rest = blocks.remainder();
-    for b in blocks {
-        for (a, &v) in acc.iter_mut().zip(b) {
-            *a += f(v);
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(rest) {
-        *a += f(v);
-    }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for k in 0..width {
-            acc[k] += acc[k + width];
-        }
-    }
-    acc[0]
+    let acc = fold_lanes(x, x, 0.0, |a, v, _| a + f(v));
+    pairwise(acc, |a, b| a + b)
 }
 
-/// Σ a·b, like [`sum_by`].
+/// Σ a·b over the common length, like [`sum_by`].
 #[inline(always)]
 pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
     let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let (ba, bb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ra, rb) = (ba.remainder(), bb.remainder());
-    for (x, y) in ba.zip(bb) {
+    let acc = fold_lanes(&a[..n], &b[..n], 0.0, |acc, x, y| acc + x * y);
+    pairwise(acc, |a, b| a + b)
+}
+
+/// The largest value (−∞ for none), in [`LANES`] running maxima: the same value as a
+/// sequential fold, which does not vectorise.
+#[inline(always)]
+pub(super) fn max_of(x: &[f32]) -> f32 {
+    let acc = fold_lanes(x, x, f32::NEG_INFINITY, |a, v, _| a.max(v));
+    pairwise(acc, f32::max)
+}
+
+/// Lane k folds `step` over (a[k], b[k]), (a[k + LANES], b[k + LANES]), …: independent
+/// chains, which the compiler keeps in one vector register. `a` and `b` have one length.
+#[inline(always)]
+fn fold_lanes(
+    a: &[f32],
+    b: &[f32],
+    init: f32,
+    step: impl Fn(f32, f32, f32) -> f32,
+) -> [f32; LANES] {
+    assert_eq!(a.len(), b.len());
+    let mut acc = [init; LANES];
+    let (blocks_a, blocks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let rest = blocks_a.remainder().iter().zip(blocks_b.remainder());
+    for (x, y) in blocks_a.zip(blocks_b) {
         for k in 0..LANES {
-            acc[k] += x[k] * y[k];
+            acc[k] = step(acc[k], x[k], y[k]);
         }
     }
-    for (k, (x, y)) in ra.iter().zip(rb).enumerate() {
-        acc[k] += x * y;
+    for (k, (&x, &y)) in rest.enumerate() {
+        acc[k] = step(acc[k], x, y);
     }
+    acc
+}
+
+/// The lanes combined in halves: lane k with lane k + 8, then k + 4, k + 2, k + 1.
+#[inline(always)]
+fn pairwise(mut acc: [f32; LANES], combine: impl Fn(f32, f32) -> f32) -> f32 {
     let mut width = LANES;
     while width > 1 {
         width /= 2;
         for k in 0..width {
-            acc[k] += acc[k + width];
+            acc[k] = combine(acc[k], acc[k + width]);
         }
     }
     acc[0]
@@ -180,24 +190,6 @@ pub(super) fn softmax_in_place(row: &mut [f32]) -> (f32, f32) {
         *v *= inv;
     }
     (max, sum)
-}
-
-/// The largest value (−∞ for none), in [`LANES`] running maxima: the same value as a
-/// sequential fold, which does not vectorise.
-#[inline(always)]
-pub(super) fn max_of(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let blocks = x.chunks_exact(LANES);
-    let rest = blocks.remainder();
-    for b in blocks {
-        for (a, &v) in acc.iter_mut().zip(b) {
-            *a = a.max(v);
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(rest) {
-        *a = a.max(v);
-    }
-    acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 /// Runs `f` compiled for AVX-512 when the CPU has it (16-wide vectors; on the Intel Xeon
