@@ -36,9 +36,6 @@ impl Relative {
     }
 }
 
-/// RoPE's base wavelength, as in the paper and most models since.
-const ROPE_THETA: f64 = 10_000.0;
-
 /// Masks of one attention call: padded keys [batch, keys] and disallowed pairs
 /// [batch, queries, keys] (true = masked).
 #[derive(Clone, Default)]
@@ -139,8 +136,8 @@ fn fused_attention(
     let mut k = linear(&mha.key, memory.clone());
     let v = linear(&mha.value, memory);
     if relative == Some(Relative::Rope) {
-        q = rope_side_by_side(q, mha.n_heads);
-        k = rope_side_by_side(k, mha.n_heads);
+        q = kernels::rope(q, mha.n_heads);
+        k = kernels::rope(k, mha.n_heads);
     }
     let mask = masks.combined(batch, queries, keys, &v.device());
     let context = kernels::attention(q, k, v, mask, mha.n_heads, mha.min_float as f32);
@@ -172,15 +169,6 @@ impl Masks {
     }
 }
 
-/// [`rope`] of [batch, len, heads · d_k], the heads side by side as the projections give them.
-fn rope_side_by_side(x: Tensor<3>, n_heads: usize) -> Tensor<3> {
-    let [batch, len, d_model] = x.dims();
-    let split = x
-        .reshape([batch, len, n_heads, d_model / n_heads])
-        .swap_dims(1, 2);
-    rope(split).swap_dims(1, 2).reshape([batch, len, d_model])
-}
-
 /// [batch, len, d_model] -> [batch, heads, len, d_k] through one projection.
 fn heads(mha: &MultiHeadAttention, x: Tensor<3>, projection: &Linear) -> Tensor<4> {
     let [batch, len, _] = x.dims();
@@ -190,7 +178,8 @@ fn heads(mha: &MultiHeadAttention, x: Tensor<3>, projection: &Linear) -> Tensor<
 }
 
 /// Rotates each pair (x_i, x_{i + d/2}) of [batch, heads, len, d_k] by position × θ_i,
-/// θ_i = 10000^(−2i/d_k) (the half-split pairing of GPT-NeoX and LLaMA). Computed for the
+/// θ_i = 10000^(−2i/d_k) (the half-split pairing of GPT-NeoX and LLaMA; the fused kernel,
+/// `kernels::rope`, computes the same from the same angles). Computed for the
 /// length at hand: there is no table to outgrow. An odd d_k leaves its last unit as is.
 fn rope(x: Tensor<4>) -> Tensor<4> {
     let [batch, n_heads, len, d_k] = x.dims();
@@ -215,17 +204,7 @@ fn rope(x: Tensor<4>) -> Tensor<4> {
 }
 
 fn rope_angles(len: usize, half: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
-    let d_k = 2 * half;
-    let mut cos = Vec::with_capacity(len * half);
-    let mut sin = Vec::with_capacity(len * half);
-    for position in 0..len {
-        for i in 0..half {
-            let theta = ROPE_THETA.powf(-2.0 * i as f64 / d_k as f64);
-            let angle = position as f64 * theta;
-            cos.push(angle.cos() as f32);
-            sin.push(angle.sin() as f32);
-        }
-    }
+    let (cos, sin) = kernels::rope::angles(len, half);
     let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, len, half]), device);
     (table(cos), table(sin))
 }

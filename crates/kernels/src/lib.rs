@@ -12,10 +12,13 @@ pub mod lstm;
 pub mod math;
 pub mod norm;
 mod ops;
+pub mod rope;
 #[cfg(test)]
 mod testing;
 
-pub use ops::{attention, cross_entropy, gelu, gru_sequence, layer_norm, linear, lstm_sequence};
+pub use ops::{
+    attention, cross_entropy, gelu, gru_sequence, layer_norm, linear, lstm_sequence, rope,
+};
 
 use burn::backend::DispatchDevice;
 use burn::prelude::Device;

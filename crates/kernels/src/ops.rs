@@ -4,7 +4,7 @@
 //! composed path otherwise.
 
 use super::gru::{self, Dims, Saved};
-use super::{attention as core, linear as dense, loss, lstm, math, norm};
+use super::{attention as core, linear as dense, loss, lstm, math, norm, rope as rotary};
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
@@ -38,6 +38,9 @@ pub trait FusedBackend: burn::backend::Backend {
 
     /// GELU (exact, erf form) of every element.
     fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Rotary positions on x [batch, len, heads · d_k], positions 0..len.
+    fn rope(x: FloatTensor<Self>, heads: usize) -> FloatTensor<Self>;
 
     /// Layer norm over the last dimension with ε = 1e-5: x [.., d], gamma and beta [d].
     fn layer_norm(
@@ -109,6 +112,11 @@ pub fn lstm_sequence(
 /// GELU of every element (see [`math`](super::math) for its error bound).
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedBackend>::gelu(x.into_dispatch()))
+}
+
+/// Rotary positions on [batch, len, heads · d_k] (see [`rope`](super::rope)).
+pub fn rope(x: Tensor<3>, heads: usize) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::rope(x.into_dispatch(), heads))
 }
 
 /// Layer norm of `x` over its last dimension (see [`norm`](super::norm)).
@@ -297,20 +305,40 @@ fn layer_norm_forward(
     (tensor(y, x.layout().shape()), mean, rstd)
 }
 
+/// The width of one head of `heads` side by side in `width` (`op` names the caller).
+fn head_width(op: &str, width: usize, heads: usize) -> usize {
+    assert!(
+        heads > 0 && width.is_multiple_of(heads),
+        "fused {op}: width {width} does not split into {heads} heads"
+    );
+    width / heads
+}
+
+/// Rotary positions on x [batch, len, heads · d_k], and the call's sizes.
+fn rope_forward(x: &FlexTensor, heads: usize) -> (FlexTensor, rotary::Dims) {
+    let [batch, len, width] = x.layout().shape().dims::<3>();
+    let d = rotary::Dims {
+        batch,
+        len,
+        heads,
+        d_k: head_width("rope", width, heads),
+    };
+    (
+        tensor(rotary::forward(d, &values(x)), x.layout().shape()),
+        d,
+    )
+}
+
 /// The sizes of an attention call.
 fn attention_dims(q: &FlexTensor, k: &FlexTensor, heads: usize) -> core::Dims {
     let [batch, queries, width] = q.layout().shape().dims::<3>();
     let [_, keys, _] = k.layout().shape().dims::<3>();
-    assert!(
-        heads > 0 && width.is_multiple_of(heads),
-        "fused attention: width {width} does not split into {heads} heads"
-    );
     core::Dims {
         batch,
         queries,
         keys,
         heads,
-        d_k: width / heads,
+        d_k: head_width("attention", width, heads),
     }
 }
 
@@ -356,6 +384,10 @@ impl FusedBackend for Flex {
         map(&x, math::gelu)
     }
 
+    fn rope(x: FlexTensor, heads: usize) -> FlexTensor {
+        rope_forward(&x, heads).0
+    }
+
     fn layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor) -> FlexTensor {
         layer_norm_forward(&x, &gamma, &beta).0
     }
@@ -387,6 +419,22 @@ impl Backward<Flex, 1> for GeluBackward {
         if let [Some(node)] = ops.parents {
             let dx = math::gelu_backward(&values(&ops.state), &values(&dy));
             grads.register::<Flex>(node.id, tensor(dx, ops.state.layout().shape()));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RopeBackward;
+
+impl Backward<Flex, 1> for RopeBackward {
+    /// The sizes: the angles are recomputed, not kept.
+    type State = rotary::Dims;
+
+    fn backward(self, ops: Ops<rotary::Dims, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        if let [Some(node)] = ops.parents {
+            let dx = rotary::backward(ops.state, &values(&dy));
+            grads.register::<Flex>(node.id, tensor(dx, dy.layout().shape()));
         }
     }
 }
@@ -782,6 +830,18 @@ impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
                 prep.finish(input, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(map(x.primitive(), math::gelu)),
+        }
+    }
+
+    fn rope(x: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        let (y, d) = rope_forward(x.primitive(), heads);
+        match RopeBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(d, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
 
