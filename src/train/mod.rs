@@ -3,6 +3,7 @@
 //! or on a non-finite loss. Evaluates on the validation set every `eval_every`, writes a
 //! metrics row and the `best`/`last` checkpoints each time.
 
+mod adamw;
 pub mod checkpoint;
 pub mod reinforce;
 pub mod rules;
@@ -20,9 +21,8 @@ use crate::model::loss::Loss;
 use crate::model::Model;
 use crate::spec::{DecayOver, EvalEvery, Spec};
 use anyhow::Result;
-use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use checkpoint::{Slot, TrainState};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -827,15 +827,8 @@ fn diverged(loss: f64, vocab_size: usize) -> bool {
 pub fn optimiser(spec: &Spec) -> ModuleOptimizer {
     let t = &spec.train;
     // burn's AdamW defaults (eps 1e-5, weight decay 1e-4) differ from PyTorch's: set both.
-    let config = AdamWConfig::new()
-        .with_epsilon(1e-8)
-        .with_weight_decay(t.weight_decay as f32);
-    let config = if t.grad_clip > 0.0 {
-        config.with_grad_clipping(Some(GradientClippingConfig::Norm(t.grad_clip as f32)))
-    } else {
-        config
-    };
-    config.init()
+    let max_norm = (t.grad_clip > 0.0).then_some(t.grad_clip as f32);
+    ModuleOptimizer::from(adamw::AdamW::new(1e-8, t.weight_decay as f32, max_norm))
 }
 
 /// The device without autodiff, for evaluation.

@@ -3,6 +3,7 @@
 //! operation per layer on raw f32 storage. Only for burn-flex (with or without autodiff);
 //! every other backend keeps the composed path, which also stays the oracle in the tests.
 
+pub mod adamw;
 pub mod attention;
 pub mod gemm;
 pub mod gru;
@@ -17,7 +18,7 @@ pub mod rope;
 mod testing;
 
 pub use ops::{
-    attention, cross_entropy, gelu, gru_sequence, layer_norm, linear, lstm_sequence, rope,
+    adamw, attention, cross_entropy, gelu, gru_sequence, layer_norm, linear, lstm_sequence, rope,
 };
 
 use burn::backend::DispatchDevice;
@@ -69,8 +70,9 @@ pub fn flush_denormals() {}
 /// Rows per block: the whole batch on one thread, else an even split.
 pub(crate) fn block_rows(batch: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
+    let nested = rayon::current_thread_index().is_some();
     // Below a few rows a block's matrix product is too small to be worth a thread.
-    if threads == 1 || batch < 8 * threads {
+    if threads == 1 || nested || batch < 8 * threads {
         batch.max(1)
     } else {
         batch.div_ceil(threads)

@@ -4,7 +4,9 @@
 //! composed path otherwise.
 
 use super::gru::{self, Dims, Saved};
-use super::{attention as core, linear as dense, loss, lstm, math, norm, rope as rotary};
+use super::{
+    adamw as adam, attention as core, linear as dense, loss, lstm, math, norm, rope as rotary,
+};
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
@@ -77,6 +79,98 @@ pub trait FusedBackend: burn::backend::Backend {
         pad: i64,
         smoothing: f32,
     ) -> FloatTensor<Self>;
+}
+
+/// Operations on plain (untracked) tensors: the optimiser's, which run on a parameter's
+/// value outside the autodiff graph.
+#[backend_extension(Flex)]
+pub trait StepBackend: burn::backend::Backend {
+    /// One AdamW step (see [`adamw`](super::adamw)): the new parameter, m₁ and m₂;
+    /// `max_norm` 0 clips nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m1: FloatTensor<Self>,
+        m2: FloatTensor<Self>,
+        lr: f64,
+        time: i32,
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+        weight_decay: f32,
+        max_norm: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// One AdamW step on a parameter's value (see [`adamw`](super::adamw)); `time` is the step
+/// number from 1, whose moments are zero: the new value, m₁ and m₂.
+pub fn adamw<const D: usize>(
+    h: adam::Hyper,
+    lr: f64,
+    time: i32,
+    [param, grad, m1, m2]: [Tensor<D>; 4],
+) -> [Tensor<D>; 3] {
+    let (p, a, b) = <Dispatch as StepBackend>::adamw(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        m1.into_dispatch(),
+        m2.into_dispatch(),
+        lr,
+        time,
+        h.beta_1,
+        h.beta_2,
+        h.epsilon,
+        h.weight_decay,
+        h.max_norm.unwrap_or(0.0),
+    );
+    [p, a, b].map(Tensor::from_dispatch)
+}
+
+impl StepBackend for Flex {
+    fn adamw(
+        param: FlexTensor,
+        grad: FlexTensor,
+        m1: FlexTensor,
+        m2: FlexTensor,
+        lr: f64,
+        time: i32,
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+        weight_decay: f32,
+        max_norm: f32,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let h = adam::Hyper {
+            beta_1,
+            beta_2,
+            epsilon,
+            weight_decay,
+            max_norm: (max_norm > 0.0).then_some(max_norm),
+        };
+        let (mut p, mut a, mut b) = (writable(param), writable(m1), writable(m2));
+        adam::step(
+            h,
+            lr,
+            time,
+            p.storage_mut(),
+            &values(&grad),
+            a.storage_mut(),
+            b.storage_mut(),
+        );
+        (p, a, b)
+    }
+}
+
+/// `t` itself when nothing else holds its buffer and it is laid out densely from the start,
+/// else a dense copy: a tensor whose storage can be overwritten, exactly its values.
+fn writable(t: FlexTensor) -> FlexTensor {
+    let dense = t.layout().contiguous_offsets() == Some((0, t.layout().shape().num_elements()));
+    if t.is_unique() && dense && t.storage::<f32>().len() == t.layout().shape().num_elements() {
+        t
+    } else {
+        tensor(values(&t).into_owned(), t.layout().shape())
+    }
 }
 
 /// The ε of burn's `LayerNormConfig` default, which every layer norm here is built with.
