@@ -67,9 +67,13 @@ pub fn flush_denormals() {
 #[cfg(not(target_arch = "x86_64"))]
 pub fn flush_denormals() {}
 
-/// Rows per block: the whole batch on one thread, else an even split.
+/// Rows per block: the whole batch on one thread, or when called from a pool thread (a part
+/// of the training step's batch split, which already keeps every thread busy), else an
+/// even split.
 pub(crate) fn block_rows(batch: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
+    // Splitting again inside a part only queues jobs no idle thread is waiting for; at batch
+    // 32 on two threads it measured neither faster nor slower (docs/benchmarks.md, eighth part).
     let nested = rayon::current_thread_index().is_some();
     // Below a few rows a block's matrix product is too small to be worth a thread.
     if threads == 1 || nested || batch < 8 * threads {
