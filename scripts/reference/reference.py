@@ -2,7 +2,8 @@
 
 Same task, ids, sizes, batching, loss and optimiser as the Rust runner (see src/model/,
 src/data/batcher.rs, src/train/): embedding 32 + one GRU/LSTM of 128; Transformers of
-d_model 64, 4 heads, d_ff 256, GELU, pre-norm, learned positions, no dropout; cross-entropy
+d_model 64, 4 heads, d_ff 256, GELU, pre-norm, learned positions (or rotary ones where a
+run's spec says `rope`), no dropout; cross-entropy
 on the answer positions only; AdamW (eps 1e-8, weight decay 0.01), gradient norm clipped to
 1.0 per parameter; warm-up then cosine decay over the time budget.
 
@@ -118,7 +119,13 @@ def epoch_batches(lengths, batch_size, rng, bucket=True):
 # ---- models: the modules of src/model/ --------------------------------------------------
 
 
+def rotary(m):
+    return m.get("pos_encoding", "learned") == "rope"
+
+
 def blocks(m, n_layers):
+    if rotary(m):
+        return RotaryStack(m, n_layers, cross=False)
     layer = nn.TransformerEncoderLayer(m["d_model"], m["n_heads"], m["d_ff"], dropout=0.0,
                                        activation=m["activation"], batch_first=True,
                                        norm_first=m["norm_first"])
@@ -126,13 +133,106 @@ def blocks(m, n_layers):
 
 
 class Embed(nn.Module):
+    """Token embeddings plus learned positions; rotary positions add nothing here."""
+
     def __init__(self, n_tokens, m):
         super().__init__()
         self.tokens = nn.Embedding(n_tokens, m["d_model"])
-        self.positions = nn.Embedding(m.get("positions", POSITIONS), m["d_model"])
+        self.positions = None if rotary(m) else nn.Embedding(m.get("positions", POSITIONS), m["d_model"])
 
     def forward(self, x):
+        if self.positions is None:
+            return self.tokens(x)
         return self.tokens(x) + self.positions.weight[: x.shape[1]]
+
+
+def rope(x):
+    """The runner's rotary positions (src/model/attention.rs): each pair (x_i, x_{i + d/2})
+    of [batch, heads, len, d_k] turned by position * 10000^(-2i/d_k), angles computed in
+    f64 as crates/kernels/src/rope.rs does; an odd d_k leaves its last unit as is."""
+    half = x.shape[-1] // 2
+    if half == 0:
+        return x
+    theta = 10000.0 ** (-2.0 * torch.arange(half, dtype=torch.float64) / (2 * half))
+    angle = torch.arange(x.shape[2], dtype=torch.float64)[:, None] * theta
+    cos, sin = angle.cos().float(), angle.sin().float()
+    x1, x2 = x[..., :half], x[..., half : 2 * half]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, x[..., 2 * half :]], -1)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with rotary queries and keys (self-attention only, as in the
+    runner: cross-attention relates two sequences and gets no positions)."""
+
+    def __init__(self, m, turn):
+        super().__init__()
+        d = m["d_model"]
+        self.heads, self.turn = m["n_heads"], turn
+        self.query, self.key, self.value, self.out = (nn.Linear(d, d) for _ in range(4))
+        # nn.MultiheadAttention's initialisation, as the learned-position reference has it:
+        # Xavier over the stacked [3d, d] input projection, zero biases.
+        bound = math.sqrt(6.0 / (4 * d))
+        with torch.no_grad():
+            for linear in (self.query, self.key, self.value):
+                linear.weight.uniform_(-bound, bound)
+            for linear in (self.query, self.key, self.value, self.out):
+                linear.bias.zero_()
+
+    def forward(self, x, memory, pad=None, causal=False):
+        b, n, d = x.shape
+        split = lambda t: t.view(b, t.shape[1], self.heads, d // self.heads).transpose(1, 2)
+        q, k, v = split(self.query(x)), split(self.key(memory)), split(self.value(memory))
+        if self.turn:
+            q, k = rope(q), rope(k)
+        allowed = None  # True = may attend, as scaled_dot_product_attention reads a bool mask
+        if pad is not None:
+            allowed = ~pad[:, None, None, :]
+        if causal:
+            lower = torch.ones(n, k.shape[2], dtype=torch.bool).tril()
+            allowed = lower if allowed is None else allowed & lower
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class RotaryLayer(nn.Module):
+    """nn.TransformerEncoderLayer's (or, with `cross`, DecoderLayer's) order of operations
+    around rotary self-attention: each sub-layer x + f(norm(x)) pre-norm, norm(x + f(x))
+    post-norm."""
+
+    def __init__(self, m, cross):
+        super().__init__()
+        d, act = m["d_model"], {"gelu": nn.GELU, "relu": nn.ReLU}[m["activation"]]
+        self.norm_first = m["norm_first"]
+        self.self_attn = Attention(m, turn=True)
+        self.cross_attn = Attention(m, turn=False) if cross else None
+        self.ff = nn.Sequential(nn.Linear(d, m["d_ff"]), act(), nn.Linear(m["d_ff"], d))
+        self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(3 if cross else 2))
+
+    def forward(self, x, pad=None, causal=False, memory=None, memory_pad=None):
+        subs = [lambda y: self.self_attn(y, y, pad, causal)]
+        if self.cross_attn is not None:
+            subs.append(lambda y: self.cross_attn(y, memory, memory_pad))
+        subs.append(self.ff)
+        for f, norm in zip(subs, self.norms):
+            x = x + f(norm(x)) if self.norm_first else norm(x + f(x))
+        return x
+
+
+class RotaryStack(nn.Module):
+    """Layers of RotaryLayer, called as nn.TransformerEncoder and nn.TransformerDecoder are
+    by the models below."""
+
+    def __init__(self, m, n_layers, cross):
+        super().__init__()
+        self.layers = nn.ModuleList(RotaryLayer(m, cross) for _ in range(n_layers))
+        self.norm_first = m["norm_first"]
+
+    def forward(self, x, memory=None, mask=None, is_causal=False, src_key_padding_mask=None,
+                tgt_mask=None, tgt_is_causal=False, memory_key_padding_mask=None):
+        causal = is_causal or tgt_is_causal
+        for layer in self.layers:
+            x = layer(x, src_key_padding_mask, causal, memory, memory_key_padding_mask)
+        return x
 
 
 def causal(n):
@@ -185,10 +285,13 @@ class Tra(nn.Module):
         self.source_embed = Embed(VOCAB, m)
         self.target_embed = Embed(VOCAB, m)
         self.encoder = blocks(m, m["n_enc_layers"])
-        layer = nn.TransformerDecoderLayer(d, m["n_heads"], m["d_ff"], dropout=0.0,
-                                           activation=m["activation"], batch_first=True,
-                                           norm_first=m["norm_first"])
-        self.decoder = nn.TransformerDecoder(layer, m["n_dec_layers"])
+        if rotary(m):
+            self.decoder = RotaryStack(m, m["n_dec_layers"], cross=True)
+        else:
+            layer = nn.TransformerDecoderLayer(d, m["n_heads"], m["d_ff"], dropout=0.0,
+                                               activation=m["activation"], batch_first=True,
+                                               norm_first=m["norm_first"])
+            self.decoder = nn.TransformerDecoder(layer, m["n_dec_layers"])
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, VOCAB)
 
@@ -401,10 +504,13 @@ def run_settings(run_dir):
     unsupported = {
         "data.pairs": (d["pairs"], ["()", "【】", "{}"]), "data.max_len": (d["max_len"], MAX_LEN),
         "data.max_depth": (d["max_depth"], MAX_DEPTH), "model.dropout": (m["dropout"], 0.0),
-        "model.pos_encoding": (m["pos_encoding"], "learned"), "model.mlm_prob": (m["mlm_prob"], 0.0),
+        "model.mlm_prob": (m["mlm_prob"], 0.0),
         "model.max_positions": (m["max_positions"], 0), "train.lr_decay": (t["lr_decay"], "cosine"),
         "train.loss_on": (t["loss_on"], "answer"), "train.max_steps": (t["max_steps"], 0),
     }
+    if m["pos_encoding"] not in ("learned", "rope"):
+        sys.exit(f"{run_dir}/resolved.toml: model.pos_encoding = {m['pos_encoding']!r}; "
+                 "the reference implements 'learned' and 'rope' only")
     for key, (got, want) in unsupported.items():
         if got != want:
             sys.exit(f"{run_dir}/resolved.toml: {key} = {got!r}; the reference implements {want!r} only")
