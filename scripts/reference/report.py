@@ -126,6 +126,12 @@ def accuracy(raw):
             out.append("| {} | {} | {} | {} | {} |".format(
                 arch, " / ".join(x for x, _ in r), " / ".join(y for _, y in r),
                 " / ".join(x for x, _ in t), " / ".join(y for _, y in t)))
+    refused = f"{raw}/torch-refused.txt"
+    if os.path.exists(refused):
+        with open(refused) as f:
+            runs = [line.strip() for line in f if line.strip()]
+        out += ["", "PyTorch did not train on " + ", ".join(f"`{r}`" for r in runs)
+                + ": the reference refused their settings (its message names the key)."]
     return out + [""]
 
 
