@@ -17,6 +17,7 @@ writes a metrics.csv like the runner's (step, elapsed_s, val_exact) and prints a
 
 import argparse
 import copy
+import functools
 import json
 import math
 import random
@@ -138,7 +139,8 @@ class Embed(nn.Module):
     def __init__(self, n_tokens, m):
         super().__init__()
         self.tokens = nn.Embedding(n_tokens, m["d_model"])
-        self.positions = None if rotary(m) else nn.Embedding(m.get("positions", POSITIONS), m["d_model"])
+        n_positions = m.get("positions", POSITIONS)
+        self.positions = None if rotary(m) else nn.Embedding(n_positions, m["d_model"])
 
     def forward(self, x):
         if self.positions is None:
@@ -146,16 +148,23 @@ class Embed(nn.Module):
         return self.tokens(x) + self.positions.weight[: x.shape[1]]
 
 
+@functools.lru_cache(maxsize=None)
+def rope_angles(length, half):
+    """cos and sin [length, half], computed in f64 as crates/kernels/src/rope.rs does; every
+    layer of every step asks for the same few lengths."""
+    theta = 10000.0 ** (-2.0 * torch.arange(half, dtype=torch.float64) / (2 * half))
+    angle = torch.arange(length, dtype=torch.float64)[:, None] * theta
+    return angle.cos().float(), angle.sin().float()
+
+
 def rope(x):
     """The runner's rotary positions (src/model/attention.rs): each pair (x_i, x_{i + d/2})
-    of [batch, heads, len, d_k] turned by position * 10000^(-2i/d_k), angles computed in
-    f64 as crates/kernels/src/rope.rs does; an odd d_k leaves its last unit as is."""
+    of [batch, heads, len, d_k] turned by position * 10000^(-2i/d_k); an odd d_k leaves its
+    last unit as is."""
     half = x.shape[-1] // 2
     if half == 0:
         return x
-    theta = 10000.0 ** (-2.0 * torch.arange(half, dtype=torch.float64) / (2 * half))
-    angle = torch.arange(x.shape[2], dtype=torch.float64)[:, None] * theta
-    cos, sin = angle.cos().float(), angle.sin().float()
+    cos, sin = rope_angles(x.shape[2], half)
     x1, x2 = x[..., :half], x[..., half : 2 * half]
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, x[..., 2 * half :]], -1)
 
@@ -178,19 +187,18 @@ class Attention(nn.Module):
             for linear in (self.query, self.key, self.value, self.out):
                 linear.bias.zero_()
 
-    def forward(self, x, memory, pad=None, causal=False):
+    def forward(self, x, memory, pad=None, mask=None):
+        """`mask`: an additive [queries, keys] mask such as causal(n); `pad`: padded keys."""
         b, n, d = x.shape
         split = lambda t: t.view(b, t.shape[1], self.heads, d // self.heads).transpose(1, 2)
         q, k, v = split(self.query(x)), split(self.key(memory)), split(self.value(memory))
         if self.turn:
             q, k = rope(q), rope(k)
-        allowed = None  # True = may attend, as scaled_dot_product_attention reads a bool mask
         if pad is not None:
-            allowed = ~pad[:, None, None, :]
-        if causal:
-            lower = torch.ones(n, k.shape[2], dtype=torch.bool).tril()
-            allowed = lower if allowed is None else allowed & lower
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+            bias = torch.zeros(pad.shape, dtype=q.dtype).masked_fill(pad, float("-inf"))
+            bias = bias[:, None, None, :]
+            mask = bias if mask is None else mask + bias
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 
 
@@ -208,8 +216,8 @@ class RotaryLayer(nn.Module):
         self.ff = nn.Sequential(nn.Linear(d, m["d_ff"]), act(), nn.Linear(m["d_ff"], d))
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(3 if cross else 2))
 
-    def forward(self, x, pad=None, causal=False, memory=None, memory_pad=None):
-        subs = [lambda y: self.self_attn(y, y, pad, causal)]
+    def forward(self, x, pad=None, mask=None, memory=None, memory_pad=None):
+        subs = [lambda y: self.self_attn(y, y, pad, mask)]
         if self.cross_attn is not None:
             subs.append(lambda y: self.cross_attn(y, memory, memory_pad))
         subs.append(self.ff)
@@ -225,13 +233,13 @@ class RotaryStack(nn.Module):
     def __init__(self, m, n_layers, cross):
         super().__init__()
         self.layers = nn.ModuleList(RotaryLayer(m, cross) for _ in range(n_layers))
-        self.norm_first = m["norm_first"]
 
     def forward(self, x, memory=None, mask=None, is_causal=False, src_key_padding_mask=None,
                 tgt_mask=None, tgt_is_causal=False, memory_key_padding_mask=None):
-        causal = is_causal or tgt_is_causal
+        # The callers pass causal(n) as `mask` or `tgt_mask`; the is_causal flags only say so.
+        self_mask = mask if mask is not None else tgt_mask
         for layer in self.layers:
-            x = layer(x, src_key_padding_mask, causal, memory, memory_key_padding_mask)
+            x = layer(x, src_key_padding_mask, self_mask, memory, memory_key_padding_mask)
         return x
 
 
@@ -504,16 +512,16 @@ def run_settings(run_dir):
     unsupported = {
         "data.pairs": (d["pairs"], ["()", "【】", "{}"]), "data.max_len": (d["max_len"], MAX_LEN),
         "data.max_depth": (d["max_depth"], MAX_DEPTH), "model.dropout": (m["dropout"], 0.0),
+        "model.pos_encoding": (m["pos_encoding"], ("learned", "rope")),
         "model.mlm_prob": (m["mlm_prob"], 0.0),
         "model.max_positions": (m["max_positions"], 0), "train.lr_decay": (t["lr_decay"], "cosine"),
         "train.loss_on": (t["loss_on"], "answer"), "train.max_steps": (t["max_steps"], 0),
     }
-    if m["pos_encoding"] not in ("learned", "rope"):
-        sys.exit(f"{run_dir}/resolved.toml: model.pos_encoding = {m['pos_encoding']!r}; "
-                 "the reference implements 'learned' and 'rope' only")
     for key, (got, want) in unsupported.items():
-        if got != want:
-            sys.exit(f"{run_dir}/resolved.toml: {key} = {got!r}; the reference implements {want!r} only")
+        options = want if isinstance(want, tuple) else (want,)  # a tuple lists alternatives
+        if got not in options:
+            implemented = " or ".join(repr(o) for o in options)
+            sys.exit(f"{run_dir}/resolved.toml: {key} = {got!r}; the reference implements {implemented} only")
     if not isinstance(t["eval_every"], str):
         sys.exit(f"{run_dir}/resolved.toml: train.eval_every must be a duration here")
     m.setdefault("activation", "gelu")  # runs from before the key existed

@@ -131,7 +131,8 @@ def accuracy(raw):
         with open(refused) as f:
             runs = [line.strip() for line in f if line.strip()]
         out += ["", "PyTorch did not train on " + ", ".join(f"`{r}`" for r in runs)
-                + ": the reference refused their settings (its message names the key)."]
+                + ": the reference stopped with an error (a setting it does not implement is named in"
+                " its message, in the log)."]
     return out + [""]
 
 
